@@ -91,7 +91,12 @@ class TransportError(ConnectorError):
 
 
 class PeerDisconnected(TransportError):
-    """The connection to the peer closed."""
+    """The connection to the peer closed, with the WebSocket close code and reason if known."""
+
+    def __init__(self, code: int = 1006, reason: str = "") -> None:
+        super().__init__(f"connection closed ({code}{': ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
 
 
 class PeerTimeout(TransportError):

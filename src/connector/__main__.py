@@ -1,0 +1,5 @@
+import sys
+
+from connector.app.main import main
+
+sys.exit(main())

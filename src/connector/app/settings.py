@@ -1,0 +1,67 @@
+"""Settings from the environment, validated at start-up so that a typo fails loudly.
+
+The names users were promised keep their names (``BTP_SERVER_PORT``, ``BTP_SERVER_HOST``,
+``LOG_LEVEL``, ``LOG_FORMAT``); everything else is ``CONNECTOR_*``. Peer secrets are not settings:
+``EnvSecretStore`` reads ``BTP_PEER_{PEER_ID}_SECRET`` when a peer authenticates.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from connector.domain.auth import is_valid_peer_id
+from connector.domain.ilp.address import is_valid_address
+
+#: The largest legal ILP packet is about 34 KB (32767 bytes of data, a 1023-byte address); a
+#: frame of 256 KiB leaves room for extra protocol data while bounding memory per message.
+DEFAULT_MAX_FRAME_SIZE = 256 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CONNECTOR_", extra="ignore", validate_default=True, frozen=True
+    )
+
+    node_id: str = Field("connector", description="appears as nodeId in every log line")
+    ilp_address: str = Field("test.connector", description="this node's ILP address")
+    btp_server_host: str = Field(
+        "0.0.0.0",  # noqa: S104 - a connector in a container listens on all interfaces
+        validation_alias=AliasChoices("BTP_SERVER_HOST", "CONNECTOR_BTP_SERVER_HOST"),
+    )
+    btp_server_port: int = Field(
+        3000,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("BTP_SERVER_PORT", "CONNECTOR_BTP_SERVER_PORT"),
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", validation_alias=AliasChoices("LOG_LEVEL", "CONNECTOR_LOG_LEVEL")
+    )
+    log_format: Literal["auto", "json", "console"] = Field(
+        "auto", validation_alias=AliasChoices("LOG_FORMAT", "CONNECTOR_LOG_FORMAT")
+    )
+    transport: Literal["websockets", "memory"] = "websockets"
+    auth_timeout: float = Field(5.0, gt=0, le=300)
+    max_in_flight: int = Field(4096, ge=1, le=1_000_000)
+    max_violations: int = Field(3, ge=1, le=1000)
+    max_frame_size: int = Field(DEFAULT_MAX_FRAME_SIZE, ge=40_000, le=64 * 1024 * 1024)
+    max_connections: int = Field(1000, ge=1, le=100_000)
+    shutdown_timeout: float = Field(10.0, ge=0, le=600)
+    ping_interval: float = Field(20.0, gt=0, le=3600)
+
+    @field_validator("ilp_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not is_valid_address(value):
+            raise ValueError(f"{value!r} is not a valid ILP address (RFC-0015)")
+        return value
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not is_valid_peer_id(value):
+            raise ValueError("node_id must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
+        return value

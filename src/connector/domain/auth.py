@@ -1,0 +1,103 @@
+"""Who may connect: the auth policy (RFC-0023 §Authentication) and the failed-auth throttle.
+
+Pure: the policy asks a ``SecretStore`` port for the peer's secret and compares in constant time;
+the throttle counts failures per remote host on times it is given. Reasons returned here go to the
+peer and to logs, so they never include a token or a secret.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from connector.domain.ports import SecretStore
+from connector.domain.secret import Secret
+
+#: A peer id becomes an ILP address segment and part of an environment variable name, so it is
+#: held to the address segment characters (RFC-0015) and a sane length.
+_PEER_ID = re.compile(r"[A-Za-z0-9_~-]{1,64}")
+
+
+def is_valid_peer_id(peer_id: str) -> bool:
+    return _PEER_ID.fullmatch(peer_id) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthDecision:
+    """``peer_id`` when accepted; otherwise ``reason``, safe to send and log."""
+
+    peer_id: str | None
+    reason: str
+
+    @property
+    def accepted(self) -> bool:
+        return self.peer_id is not None
+
+
+class AuthPolicy:
+    """Accepts a peer whose ``auth_token`` equals the secret configured for its ``auth_username``.
+
+    The username is required (it names the account and its secret). Unknown peers and wrong tokens
+    get the same reason, so a client cannot probe which peer ids exist.
+    """
+
+    def __init__(self, secrets: SecretStore) -> None:
+        self._secrets = secrets
+
+    def authenticate(self, username: str, token: Secret) -> AuthDecision:
+        if not username:
+            return AuthDecision(None, "auth_username is required")
+        if not is_valid_peer_id(username):
+            return AuthDecision(None, "invalid auth_username")
+        expected = self._secrets.secret_for(username)
+        # Compare even for unknown peers, so both failures take the same time.
+        ok = (expected or _NO_SECRET).matches(token) and expected is not None and bool(expected)
+        if not ok:
+            return AuthDecision(None, "invalid auth_token")
+        return AuthDecision(username, "ok")
+
+
+_NO_SECRET = Secret(b"\x00" * 32)
+
+
+class AuthThrottle:
+    """Slows down repeated auth failures from one host: exponential delay, bounded memory.
+
+    ``failure()`` records a failure and returns how long to wait before answering it; ``success()``
+    forgets the host. Failures older than ``window`` seconds no longer count. At most
+    ``max_hosts`` hosts are tracked; the least recently failing is forgotten first.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_delay: float = 0.5,
+        max_delay: float = 10.0,
+        window: float = 300.0,
+        max_hosts: int = 10_000,
+    ) -> None:
+        self._base = base_delay
+        self._max = max_delay
+        self._window = window
+        self._max_hosts = max_hosts
+        self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
+
+    def failure(self, host: str, now: float) -> float:
+        """Record a failure at monotonic time ``now``; the delay (seconds) before replying."""
+        count, last = self._failures.pop(host, (0, now))
+        if now - last > self._window:
+            count = 0
+        count += 1
+        self._failures[host] = (count, now)
+        while len(self._failures) > self._max_hosts:
+            self._failures.popitem(last=False)
+        if count == 1:
+            return 0.0
+        return float(min(self._max, self._base * 2 ** (count - 2)))
+
+    def success(self, host: str) -> None:
+        self._failures.pop(host, None)
+
+    def failures(self, host: str) -> int:
+        return self._failures.get(host, (0, 0.0))[0]
