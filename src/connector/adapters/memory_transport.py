@@ -55,8 +55,9 @@ class MemoryConnection:
         if self._closed is not None or peer is None:
             raise PeerDisconnected(*(self._closed or (1006, "")))
         if len(data) > peer._max_size:
+            # As a WebSocket server would: the receiver refuses it unread and closes with 1009.
             self._close_both(MESSAGE_TOO_BIG, "message too big")
-            raise PeerDisconnected(MESSAGE_TOO_BIG, "message too big")
+            return
         while len(peer._inbox) >= peer._max_queue and self._closed is None:
             self._changed.clear()
             await self._changed.wait()

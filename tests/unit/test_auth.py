@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import pytest
+
+from connector.domain.auth import AuthPolicy, AuthThrottle, is_valid_peer_id
+from connector.domain.secret import Secret
+from tests.fakes import FakeSecretStore
+
+POLICY = AuthPolicy(FakeSecretStore({"alice": "s3cr3t", "connector-b": "b-secret", "empty": ""}))
+
+
+def test_matching_token_is_accepted_as_the_username() -> None:
+    decision = POLICY.authenticate("alice", Secret(b"s3cr3t"))
+    assert decision.accepted
+    assert decision.peer_id == "alice"
+
+
+@pytest.mark.parametrize(
+    ("username", "token", "reason"),
+    [
+        ("alice", b"wrong", "invalid auth_token"),
+        ("alice", b"", "invalid auth_token"),
+        ("mallory", b"s3cr3t", "invalid auth_token"),  # unknown peer: same reason
+        ("empty", b"", "invalid auth_token"),  # an empty secret never authenticates
+        ("", b"s3cr3t", "auth_username is required"),
+        ("al ice", b"s3cr3t", "invalid auth_username"),
+        ("a" * 65, b"s3cr3t", "invalid auth_username"),
+    ],
+)
+def test_refusals_give_a_reason_without_the_token(username: str, token: bytes, reason: str) -> None:
+    decision = POLICY.authenticate(username, Secret(token))
+    assert not decision.accepted
+    assert decision.reason == reason
+    if token:
+        assert token.decode() not in decision.reason
+
+
+@pytest.mark.parametrize("peer_id", ["alice", "connector-b", "A_~-9", "x" * 64])
+def test_valid_peer_ids(peer_id: str) -> None:
+    assert is_valid_peer_id(peer_id)
+
+
+@pytest.mark.parametrize("peer_id", ["", "a.b", "a b", "ålice", "a\n", "x" * 65])
+def test_invalid_peer_ids(peer_id: str) -> None:
+    assert not is_valid_peer_id(peer_id)
+
+
+def test_throttle_backs_off_exponentially_per_host_and_caps() -> None:
+    throttle = AuthThrottle(base_delay=0.5, max_delay=4.0, window=60)
+    delays = [throttle.failure("10.0.0.1", now=float(i)) for i in range(7)]
+    assert delays == [0.0, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+    assert throttle.failure("10.0.0.2", now=7.0) == 0.0  # other hosts are unaffected
+    assert throttle.failures("10.0.0.1") == 7
+
+
+def test_throttle_forgets_on_success_and_after_the_window() -> None:
+    throttle = AuthThrottle(base_delay=1.0, window=60)
+    throttle.failure("h", now=0.0)
+    throttle.failure("h", now=1.0)
+    throttle.success("h")
+    assert throttle.failures("h") == 0
+    throttle.failure("h", now=2.0)
+    assert throttle.failure("h", now=100.0) == 0.0  # the old failure aged out
+
+
+def test_throttle_memory_is_bounded() -> None:
+    throttle = AuthThrottle(max_hosts=3)
+    for i in range(10):
+        throttle.failure(f"h{i}", now=float(i))
+    assert [throttle.failures(f"h{i}") for i in range(10)] == [0] * 7 + [1, 1, 1]

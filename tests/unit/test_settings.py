@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from connector.app.container import PROCESSING_CHAIN, Container
+from connector.app.settings import Settings
+from connector.domain.processing import ErrorBoundary
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BTP_SERVER_PORT", "BTP_SERVER_HOST", "LOG_LEVEL", "LOG_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings()
+    assert settings.btp_server_port == 3000
+    assert settings.btp_server_host == "0.0.0.0"
+    assert settings.auth_timeout == 5.0
+    assert settings.max_in_flight >= 1000
+    assert settings.max_violations == 3
+    assert settings.max_frame_size > 34_000
+
+
+def test_promised_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BTP_SERVER_PORT", "4000")
+    monkeypatch.setenv("BTP_SERVER_HOST", "127.0.0.1")
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    monkeypatch.setenv("CONNECTOR_ILP_ADDRESS", "g.example")
+    settings = Settings()
+    assert (settings.btp_server_port, settings.btp_server_host) == (4000, "127.0.0.1")
+    assert settings.log_level == "debug"
+    assert settings.ilp_address == "g.example"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BTP_SERVER_PORT", "70000"),
+        ("BTP_SERVER_PORT", "abc"),
+        ("CONNECTOR_ILP_ADDRESS", "not an address"),
+        ("LOG_LEVEL", "loud"),
+        ("CONNECTOR_MAX_IN_FLIGHT", "0"),
+        ("CONNECTOR_NODE_ID", "a b"),
+    ],
+)
+def test_bad_values_fail_loudly(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_container_builds_the_chain_in_the_documented_order() -> None:
+    container = Container()
+    container.config.from_pydantic(Settings(ilp_address="test.z", transport="memory"))
+    processor = container.processor()
+    assert PROCESSING_CHAIN[0] == "ErrorBoundary"
+    assert isinstance(processor, ErrorBoundary)
+    assert type(processor._inner).__name__ == PROCESSING_CHAIN[1]
+
+
+def test_container_selects_the_transport() -> None:
+    container = Container()
+    container.config.from_pydantic(Settings(transport="memory"))
+    assert type(container.transport()).__name__ == "MemoryServerTransport"
+    container = Container()
+    container.config.from_pydantic(Settings(transport="websockets", btp_server_port=0))
+    assert type(container.transport()).__name__ == "WebsocketsServerTransport"
