@@ -1,0 +1,120 @@
+"""Interop with the reference JavaScript client, ilp-plugin-btp@1.5.0 from npm (interop/).
+
+These run in CI and never skip: scripts/test installs the npm packages from the lock file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from typing import Any
+
+import pytest
+
+from connector.adapters.clock import SystemClock
+from connector.adapters.websockets_transport import WebsocketsServerTransport
+from connector.app.btp_server import BtpServer, ServerLimits
+from connector.domain.auth import AuthPolicy, AuthThrottle
+from connector.domain.ilp.packets import Fulfill
+from tests.fakes import FakeProcessor, FakeSecretStore, RecordingLogSink
+from tests.integration.helpers import GUARD, ROOT, connector_process
+
+CLIENT = ROOT / "interop" / "client.js"
+SECRET = "interop-secret-9d2e"
+
+
+async def run_client(url: str, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    node = shutil.which("node")
+    assert node is not None, "Node.js is required for the interop tests"
+    assert (ROOT / "interop" / "node_modules" / "ilp-plugin-btp").is_dir(), (
+        "run scripts/setup --dev (npm ci in interop/) first"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        node,
+        str(CLIENT),
+        url,
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(GUARD):
+            out, _err = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+    assert proc.returncode is not None
+    return proc.returncode, lines
+
+
+async def test_reference_client_authenticates_and_gets_our_reject() -> None:
+    async with connector_process(
+        BTP_PEER_ALICE_SECRET=SECRET, CONNECTOR_ILP_ADDRESS="test.ours"
+    ) as node:
+        code, lines = await run_client(
+            f"btp+ws://alice:{SECRET}@127.0.0.1:{node.port}",
+            "--count",
+            "5",
+            "--destination",
+            "test.ours.bob",
+        )
+        assert code == 0, lines
+        assert lines[0] == {"event": "connected"}
+        replies = [line for line in lines if line["event"] == "reply"]
+        assert len(replies) == 5
+        for reply in replies:
+            assert (reply["type"], reply["code"], reply["triggeredBy"]) == (
+                "reject",
+                "F02",
+                "test.ours",
+            )
+        (auth,) = node.records("btp_auth")
+        assert auth["success"] is True
+        assert auth["peerId"] == "alice"
+
+
+async def test_reference_client_with_a_wrong_secret_does_not_get_in() -> None:
+    async with connector_process(BTP_PEER_ALICE_SECRET=SECRET) as node:
+        code, lines = await run_client(
+            f"btp+ws://alice:wrong-secret@127.0.0.1:{node.port}", "--timeout-ms", "5000"
+        )
+        assert code == 2
+        assert {"event": "connected"} not in lines
+        auths = await node.wait_for("btp_auth")
+        assert auths[0]["success"] is False
+        assert auths[0]["reason"] == "invalid auth_token"
+        assert "wrong-secret" not in node.output
+
+
+@pytest.mark.parametrize("count", [1, 200])
+async def test_reference_client_decodes_our_fulfills(count: int) -> None:
+    processor = FakeProcessor()
+    transport = WebsocketsServerTransport("127.0.0.1", 0, max_frame_size=256 * 1024)
+    server = BtpServer(
+        transport,
+        processor,
+        AuthPolicy(FakeSecretStore({"alice": SECRET})),
+        AuthThrottle(),
+        SystemClock(),
+        RecordingLogSink(),
+        "test.ours",
+        ServerLimits(),
+    )
+    await server.start()
+    try:
+        code, lines = await run_client(
+            f"btp+ws://alice:{SECRET}@127.0.0.1:{transport.port}", "--count", str(count)
+        )
+    finally:
+        await server.shutdown()
+    assert code == 0, lines
+    replies = [line for line in lines if line["event"] == "reply"]
+    assert len(replies) == count
+    expected = Fulfill(bytes(range(32)), b"ok")
+    assert all(r["type"] == "fulfill" for r in replies)
+    assert replies[0]["fulfillment"] == expected.fulfillment.hex()
+    assert replies[0]["data"] == expected.data.hex()
+    assert len(processor.seen) == count
