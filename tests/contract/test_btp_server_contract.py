@@ -145,17 +145,23 @@ async def test_a_processor_that_raises_gives_t00_and_the_session_goes_on(
 ) -> None:
     peer = await harness.connect_as()
     harness.processor.raises = RuntimeError("boom")
-    # The server's own chain is the fake here, so wrap it as the container does.
-    from connector.domain.processing import ErrorBoundary
-
-    harness.server.processor = ErrorBoundary(harness.processor, NODE, harness.log)
     await peer.send_prepare(make_prepare(harness.clock))
     _, reply = await peer.recv_reply()
     assert isinstance(reply, Reject)
     assert reply.code == "T00"
     harness.processor.raises = None
+    harness.processor.rule = lambda prepare: "not a reply"  # type: ignore[assignment,return-value]
+    await peer.send_prepare(make_prepare(harness.clock))
+    _, reply = await peer.recv_reply()
+    assert isinstance(reply, Reject)
+    assert reply.code == "T00"
+    harness.processor.rule = lambda prepare: Fulfill(FULFILLMENT, b"ok")
     await peer.send_prepare(make_prepare(harness.clock))
     assert isinstance((await peer.recv_reply())[1], Fulfill)
+    assert [r["error"] for r in harness.log.events("packet_processor_failed")] == [
+        "RuntimeError",
+        "InvalidReply",
+    ]
 
 
 async def test_a_slow_packet_does_not_hold_up_the_next(harness: Harness) -> None:

@@ -51,10 +51,10 @@ def test_bad_values_fail_loudly(monkeypatch: pytest.MonkeyPatch, name: str, valu
 def test_container_builds_the_chain_in_the_documented_order() -> None:
     container = Container()
     container.config.from_pydantic(Settings(ilp_address="test.z", transport="memory"))
-    processor = container.processor()
-    assert PROCESSING_CHAIN[0] == "ErrorBoundary"
-    assert isinstance(processor, ErrorBoundary)
-    assert type(processor._inner).__name__ == PROCESSING_CHAIN[1]
+    assert [type(container.processor()).__name__] == list(PROCESSING_CHAIN)
+    server = container.btp_server()
+    assert isinstance(server.processor, ErrorBoundary)  # always the outermost step
+    assert server.processor._inner is container.processor()
 
 
 def test_container_selects_the_transport() -> None:

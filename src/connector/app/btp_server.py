@@ -32,6 +32,7 @@ from connector.domain.btp.session import BtpSession, CloseCode, Role, State
 from connector.domain.errors import PeerDisconnected
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Prepare, Reject, Reply
 from connector.domain.ports import Clock, Connection, LogSink, PacketProcessor, ServerTransport
+from connector.domain.processing import ErrorBoundary
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +66,9 @@ class BtpServer:
         limits: ServerLimits,
     ) -> None:
         self.transport = transport
-        self.processor = processor
+        # The one outermost step that turns an exception (or a non-reply) into a T00 Reject:
+        # applied here, so no chain a caller builds can leave a Prepare unanswered.
+        self.processor: PacketProcessor = ErrorBoundary(processor, ilp_address, log)
         self.auth = auth
         self.throttle = throttle
         self.clock = clock
@@ -76,6 +79,7 @@ class BtpServer:
         self.peers: dict[str, PeerConnection] = {}
         self.draining = False
         self._stopped = asyncio.Event()
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def active_connections(self) -> int:
@@ -113,8 +117,9 @@ class BtpServer:
             with contextlib.suppress(TimeoutError):
                 async with self.clock.timeout(self.limits.shutdown_timeout):
                     await asyncio.wait(tasks)
-        for connection in list(self.connections):
-            await connection.stop("connector shutting down")
+        await asyncio.gather(
+            *(c.stop("connector shutting down") for c in list(self.connections)), *self._background
+        )
         wait_closed = getattr(self.transport, "wait_closed", None)
         if wait_closed is not None:
             with contextlib.suppress(TimeoutError):
@@ -140,7 +145,7 @@ class BtpServer:
             if connection.peer_id is not None and self.peers.get(connection.peer_id) is connection:
                 del self.peers[connection.peer_id]
 
-    async def _register(self, connection: PeerConnection, peer_id: str) -> None:
+    def _register(self, connection: PeerConnection, peer_id: str) -> None:
         """One connection per peer: a newer authenticated connection replaces the older one.
 
         Replacing (rather than refusing) lets a peer whose old socket died silently reconnect at
@@ -150,7 +155,11 @@ class BtpServer:
         self.peers[peer_id] = connection
         if old is not None and old is not connection:
             self.log.info("btp_connection_replaced", peerId=peer_id)
-            await old.stop("replaced by a newer connection for this peer")
+            # In the background: closing a dead socket can take close_timeout, and the new
+            # connection must not wait for that.
+            task = asyncio.create_task(old.stop("replaced by a newer connection for this peer"))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
 
 class PeerConnection:
@@ -236,7 +245,7 @@ class PeerConnection:
             self.log = self.log.bind(peerId=decision.peer_id)
             self.session.accept_auth(decision.peer_id)
             self.log.info("btp_auth", success=True, requestId=event.request_id)
-            await server._register(self, decision.peer_id)
+            server._register(self, decision.peer_id)
             return None
         delay = server.throttle.failure(host, server.clock.now().timestamp())
         self.log.warning(
@@ -300,10 +309,7 @@ class PeerConnection:
 
     def _answer_now(self, request_id: int, reply: Reply) -> None:
         session = self.session
-        if request_id not in session.incoming_request_ids or session.state not in (
-            State.OPEN,
-            State.CLOSING,
-        ):
+        if not session.awaits_answer(request_id):
             self.log.debug("btp_reply_dropped", requestId=request_id, state=session.state.name)
             return
         session.send_result(request_id, reply)

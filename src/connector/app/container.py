@@ -16,17 +16,17 @@ from connector.adapters.structlog_sink import node_logger
 from connector.adapters.websockets_transport import WebsocketsServerTransport
 from connector.app.btp_server import BtpServer, ServerLimits
 from connector.domain.auth import AuthPolicy, AuthThrottle
-from connector.domain.ports import LogSink, PacketProcessor
-from connector.domain.processing import ErrorBoundary, RejectAll
+from connector.domain.ports import PacketProcessor
+from connector.domain.processing import RejectAll
 
-#: The order of the processing chain, outermost first. ErrorBoundary must stay first: it is the
-#: one step that turns an exception into a T00 Reject.
-PROCESSING_CHAIN = ("ErrorBoundary", "RejectAll")
+#: The order of the processing chain, outermost first. ErrorBoundary is not listed: BtpServer
+#: wraps whatever chain it is given in it, so it is always the outermost step.
+PROCESSING_CHAIN = ("RejectAll",)
 
 
-def build_chain(ilp_address: str, log: LogSink) -> PacketProcessor:
+def build_chain(ilp_address: str) -> PacketProcessor:
     """Compose the chain in ``PROCESSING_CHAIN`` order."""
-    return ErrorBoundary(RejectAll(ilp_address), ilp_address, log)
+    return RejectAll(ilp_address)
 
 
 class Container(containers.DeclarativeContainer):
@@ -39,7 +39,7 @@ class Container(containers.DeclarativeContainer):
     auth_policy = providers.Singleton(AuthPolicy, secrets=secret_store)
     auth_throttle = providers.Singleton(AuthThrottle)
 
-    processor = providers.Singleton(build_chain, ilp_address=config.ilp_address, log=log)
+    processor = providers.Singleton(build_chain, ilp_address=config.ilp_address)
 
     transport = providers.Selector(
         config.transport,

@@ -1,13 +1,15 @@
 """Packet processors: the steps that turn a Prepare into a Fulfill or Reject.
 
 Each step is a ``PacketProcessor`` that may wrap the next. The order is written once, in
-``app/container.py``. ``ErrorBoundary`` is always outermost: it is the one place where an
-unexpected exception becomes a ``T00`` Reject, so every accepted Prepare gets exactly one answer.
+``app/container.py``. ``ErrorBoundary`` is always outermost, and the BTP server applies it
+itself: it is the one place where an unexpected exception, or a processor that returns something
+other than a Fulfill or Reject, becomes a ``T00`` Reject, so every accepted Prepare gets exactly
+one answer.
 """
 
 from __future__ import annotations
 
-from connector.domain.ilp.packets import IlpErrorCode, Prepare, Reject, Reply
+from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Prepare, Reject, Reply
 from connector.domain.ports import LogSink, NullSink, PacketProcessor
 
 
@@ -38,12 +40,13 @@ class ErrorBoundary:
 
     async def process(self, prepare: Prepare, peer_id: str) -> Reply:
         try:
-            return await self._inner.process(prepare, peer_id)
+            reply = await self._inner.process(prepare, peer_id)
         except Exception as exc:
-            self._log.error(
-                "packet_processor_failed",
-                peerId=peer_id,
-                error=type(exc).__name__,
-                detail=str(exc)[:200],
-            )
-            return Reject(IlpErrorCode.T00_INTERNAL_ERROR, self._address, "internal error")
+            return self._failed(peer_id, type(exc).__name__, str(exc))
+        if not isinstance(reply, Fulfill | Reject):
+            return self._failed(peer_id, "InvalidReply", f"processor returned {type(reply)!r}")
+        return reply
+
+    def _failed(self, peer_id: str, error: str, detail: str) -> Reject:
+        self._log.error("packet_processor_failed", peerId=peer_id, error=error, detail=detail[:200])
+        return Reject(IlpErrorCode.T00_INTERNAL_ERROR, self._address, "internal error")

@@ -81,6 +81,7 @@ _ALLOWED: dict[str, frozenset[State]] = {
 }
 
 _FINAL = frozenset({State.CLOSED, State.ERROR})
+_ANSWERABLE = _ALLOWED["send_result"]
 
 
 class BtpSession:
@@ -138,6 +139,10 @@ class BtpSession:
     @property
     def incoming_in_flight(self) -> int:
         return len(self._incoming)
+
+    def awaits_answer(self, request_id: int) -> bool:
+        """Whether the peer's request ``request_id`` still needs our ``send_result``."""
+        return request_id in self._incoming and self._state in _ANSWERABLE
 
     @property
     def violations(self) -> int:

@@ -1,0 +1,35 @@
+"""The domain imports only the standard library and itself: no websockets, structlog or os."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+import connector.domain
+
+DOMAIN = Path(connector.domain.__file__).parent
+FORBIDDEN_STDLIB = {"asyncio", "os", "socket", "subprocess", "time", "logging"}  # I/O, env, clocks
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("path", sorted(DOMAIN.rglob("*.py")), ids=lambda p: p.name)
+def test_domain_module_imports_only_stdlib_and_domain(path: Path) -> None:
+    for name in _imports(path):
+        top = name.split(".")[0]
+        if top == "connector":
+            assert name.startswith("connector.domain"), f"{path.name} imports {name}"
+        else:
+            assert top in sys.stdlib_module_names, f"{path.name} imports {name}"
+            assert top not in FORBIDDEN_STDLIB, f"{path.name} imports {name}"
