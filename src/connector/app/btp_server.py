@@ -285,7 +285,9 @@ class PeerConnection:
                 request_id,
                 server.reject(IlpErrorCode.T03_CONNECTOR_BUSY, "connector shutting down"),
             )
-        elif self.session.incoming_in_flight > server.limits.max_in_flight:
+        elif len(self.tasks) >= server.limits.max_in_flight:
+            # Counts tasks, not unanswered requests: a reply waiting to be written to a peer
+            # that does not read still holds memory, and must count against the bound.
             self._answer_now(
                 request_id,
                 server.reject(IlpErrorCode.T03_CONNECTOR_BUSY, "too many requests in flight"),
