@@ -11,7 +11,7 @@ import pytest
 
 from connector.app.container import Container
 from connector.app.main import serve
-from connector.app.settings import Settings
+from connector.app.settings import Settings, runtime_config
 from connector.domain.btp import frames
 from connector.domain.ilp.packets import Fulfill, Reject
 from tests.fakes import FULFILLMENT, FakeProcessor, FakeSecretStore, RecordingLogSink, make_prepare
@@ -24,13 +24,16 @@ PEERS = {f"peer-{i}": f"secret-{i}-xyz" for i in range(24)}
 async def node() -> AsyncIterator[tuple[Container, FakeProcessor, RecordingLogSink]]:
     """A container wired as in production, with the processor, secrets and log overridden."""
     container = Container()
-    container.config.from_pydantic(
-        Settings(
-            btp_server_host="127.0.0.1",
-            btp_server_port=free_port(),
-            ilp_address="test.node",
-            node_id="node-1",
-            shutdown_timeout=5.0,
+    container.config.from_dict(
+        runtime_config(
+            Settings(
+                btp_server_host="127.0.0.1",
+                btp_server_port=free_port(),
+                ilp_address="test.node",
+                node_id="node-1",
+                shutdown_timeout=5.0,
+            ),
+            None,
         )
     )
     processor = FakeProcessor()

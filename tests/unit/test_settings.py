@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from connector.app.container import PROCESSING_CHAIN, Container
-from connector.app.settings import Settings
+from connector.app.settings import Settings, runtime_config
 from connector.domain.processing import ErrorBoundary
 
 
@@ -50,8 +50,15 @@ def test_bad_values_fail_loudly(monkeypatch: pytest.MonkeyPatch, name: str, valu
 
 def test_container_builds_the_chain_in_the_documented_order() -> None:
     container = Container()
-    container.config.from_pydantic(Settings(ilp_address="test.z", transport="memory"))
-    assert [type(container.processor()).__name__] == list(PROCESSING_CHAIN)
+    container.config.from_dict(
+        runtime_config(Settings(ilp_address="test.z", transport="memory"), None)
+    )
+    chain = []
+    step: object = container.processor()
+    while step is not None:
+        chain.append(type(step).__name__)
+        step = getattr(step, "_inner", None)
+    assert chain == list(PROCESSING_CHAIN)
     server = container.btp_server()
     assert isinstance(server.processor, ErrorBoundary)  # always the outermost step
     assert server.processor._inner is container.processor()
@@ -59,8 +66,10 @@ def test_container_builds_the_chain_in_the_documented_order() -> None:
 
 def test_container_selects_the_transport() -> None:
     container = Container()
-    container.config.from_pydantic(Settings(transport="memory"))
+    container.config.from_dict(runtime_config(Settings(transport="memory"), None))
     assert type(container.transport()).__name__ == "MemoryServerTransport"
     container = Container()
-    container.config.from_pydantic(Settings(transport="websockets", btp_server_port=0))
+    container.config.from_dict(
+        runtime_config(Settings(transport="websockets", btp_server_port=0), None)
+    )
     assert type(container.transport()).__name__ == "WebsocketsServerTransport"

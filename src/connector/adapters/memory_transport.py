@@ -131,3 +131,25 @@ class MemoryServerTransport:
     @property
     def address(self) -> str:
         return "memory:0"
+
+
+class MemoryNetwork:
+    """In-process "addresses": URLs mapped to memory server transports, for a ``MemoryDialer``."""
+
+    def __init__(self) -> None:
+        self.servers: dict[str, MemoryServerTransport] = {}
+
+    def listen(self, url: str, transport: MemoryServerTransport) -> None:
+        self.servers[url] = transport
+
+
+class MemoryDialer:
+    def __init__(self, network: MemoryNetwork, host: str = "127.0.0.1") -> None:
+        self._network = network
+        self._host = host
+
+    async def dial(self, url: str) -> MemoryConnection:
+        server = self._network.servers.get(url.removeprefix("btp+"))
+        if server is None:
+            raise ConnectionRefusedError(f"nothing listens at {url}")
+        return await server.connect(self._host)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from websockets.asyncio.client import connect
+from websockets.asyncio.connection import Connection as WsConnection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -35,7 +37,7 @@ class WebsocketsConnection:
 
     __slots__ = ("_remote", "_ws")
 
-    def __init__(self, ws: ServerConnection) -> None:
+    def __init__(self, ws: WsConnection) -> None:
         self._ws = ws
         self._remote = _format_address(ws.remote_address)
 
@@ -117,3 +119,36 @@ class WebsocketsServerTransport:
         if self._server is None or not list(self._server.sockets):
             return self._port
         return int(next(iter(self._server.sockets)).getsockname()[1])
+
+
+class WebsocketsDialer:
+    """Dials ``ws://`` and ``wss://`` URLs (a ``btp+`` prefix is dropped, as ilp-plugin-btp does).
+
+    Credentials never go in the URL: the link sends them in the BTP auth MESSAGE.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_frame_size: int,
+        open_timeout: float = 10.0,
+        ping_interval: float | None = 20.0,
+        ping_timeout: float | None = 20.0,
+        close_timeout: float = 5.0,
+        max_queue: int = 64,
+    ) -> None:
+        self._options: dict[str, Any] = {
+            "max_size": max_frame_size,
+            "open_timeout": open_timeout,
+            "ping_interval": ping_interval,
+            "ping_timeout": ping_timeout,
+            "close_timeout": close_timeout,
+            "max_queue": max_queue,
+            "compression": None,
+            "user_agent_header": None,
+        }
+
+    async def dial(self, url: str) -> WebsocketsConnection:
+        target = url.removeprefix("btp+")
+        ws = await connect(target, **self._options)
+        return WebsocketsConnection(ws)

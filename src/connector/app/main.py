@@ -1,7 +1,8 @@
 """The entrypoint: ``connector`` (console script) and ``python -m connector``.
 
-Reads settings, configures logging, builds the container, serves until SIGTERM or SIGINT, then
-shuts down gracefully and exits 0. A bad setting exits 2 with a message naming it.
+Reads the configuration file (``--config`` or ``CONNECTOR_CONFIG``) and the environment,
+configures logging, builds the container, serves until SIGTERM or SIGINT, then shuts down
+gracefully and exits 0. A bad setting or file exits 2 with a message naming it.
 """
 
 from __future__ import annotations
@@ -10,52 +11,71 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from connector.adapters.env_secret_store import EnvSecretStore
 from connector.adapters.structlog_sink import configure_logging
+from connector.app.config import load_config
 from connector.app.container import Container
-from connector.app.settings import Settings
+from connector.app.settings import Settings, runtime_config
+from connector.domain.errors import ConfigurationError
 
 
 async def serve(container: Container) -> None:
-    """Run the BTP server until SIGTERM or SIGINT, then shut it down gracefully."""
-    server = container.btp_server()
+    """Run the node until SIGTERM or SIGINT, then shut it down gracefully."""
     log = container.log()
+    node = container.node()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     store = container.secret_store()
     configured: list[str] = store.configured_peers() if isinstance(store, EnvSecretStore) else []
-    log.info("connector_starting", configuredPeers=len(configured))
-    await server.start()
+    log.info("connector_starting", secretsInEnvironment=len(configured))
     try:
+        await node.start()
         await stop.wait()
         log.info("signal_received")
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await server.shutdown()
+        await node.shutdown()
+
+
+def build_container(config_path: Path | None = None) -> Container:
+    """Settings from the environment plus the file; raises ConfigurationError or
+    ValidationError when either is wrong."""
+    settings = Settings()
+    path = config_path or settings.config
+    file = load_config(path) if path is not None else None
+    container = Container()
+    container.config.from_dict(runtime_config(settings, file))
+    container.outgoing()  # resolve now: a peer with a url but no secret fails at start-up
+    return container
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="connector",
-        description="Interledger connector with a BTP 2.0 server. Settings come from the "
-        "environment: BTP_SERVER_PORT, BTP_SERVER_HOST, LOG_LEVEL, LOG_FORMAT, CONNECTOR_*, and "
-        "one BTP_PEER_{PEER_ID}_SECRET per peer (see README).",
+        description="Interledger connector with a BTP 2.0 server. Configuration: a YAML file "
+        "(--config or CONNECTOR_CONFIG, see examples/connector.yaml) and the environment: "
+        "BTP_SERVER_PORT, BTP_SERVER_HOST, LOG_LEVEL, LOG_FORMAT, CONNECTOR_*, and one "
+        "BTP_PEER_{PEER_ID}_SECRET per peer (see README).",
     )
-    parser.parse_args(argv)
+    parser.add_argument("--config", type=Path, help="YAML configuration file")
+    args = parser.parse_args(argv)
     try:
         settings = Settings()
+        configure_logging(settings.log_level, settings.log_format)
+        container = build_container(args.config)
     except ValidationError as exc:
         print(f"connector: invalid settings\n{exc}", file=sys.stderr)
         return 2
-    configure_logging(settings.log_level, settings.log_format)
-    container = Container()
-    container.config.from_pydantic(settings)
+    except ConfigurationError as exc:
+        print(f"connector: invalid configuration\n{exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(container))
     except OSError as exc:

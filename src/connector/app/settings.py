@@ -7,11 +7,13 @@ The names users were promised keep their names (``BTP_SERVER_PORT``, ``BTP_SERVE
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connector.app.config import ConnectorConfig
 from connector.domain.auth import is_valid_peer_id
 from connector.domain.ilp.address import is_valid_address
 
@@ -43,6 +45,7 @@ class Settings(BaseSettings):
     log_format: Literal["auto", "json", "console"] = Field(
         "auto", validation_alias=AliasChoices("LOG_FORMAT", "CONNECTOR_LOG_FORMAT")
     )
+    config: Path | None = Field(None, description="the YAML configuration file")
     transport: Literal["websockets", "memory"] = "websockets"
     auth_timeout: float = Field(5.0, gt=0, le=300)
     max_in_flight: int = Field(4096, ge=1, le=1_000_000)
@@ -65,3 +68,29 @@ class Settings(BaseSettings):
         if not is_valid_peer_id(value):
             raise ValueError("node_id must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
         return value
+
+
+def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str, Any]:
+    """What the container is built from: the file's values, overridden by any environment
+    variable that was actually set (``BTP_SERVER_PORT`` beats the file's port, and so on)."""
+    given = settings.model_fields_set
+    base = file or ConnectorConfig()
+    values = settings.model_dump()
+    values.update(
+        node_id=settings.node_id if "node_id" in given else base.node_id,
+        ilp_address=settings.ilp_address if "ilp_address" in given else base.ilp_address,
+        btp_server_host=(
+            settings.btp_server_host if "btp_server_host" in given else base.btp_server.host
+        ),
+        btp_server_port=(
+            settings.btp_server_port if "btp_server_port" in given else base.btp_server.port
+        ),
+        asset_code=base.asset.code,
+        asset_scale=base.asset.scale,
+        min_message_window=base.forwarding.min_message_window_ms / 1000,
+        max_hold_time=base.forwarding.max_hold_time_ms / 1000,
+        peers=[p.model_dump() for p in base.peers],
+        routes=[r.model_dump() for r in base.routes],
+        open_children=file is None,
+    )
+    return values

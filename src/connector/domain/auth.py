@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from connector.domain.ports import SecretStore
@@ -38,19 +39,21 @@ class AuthDecision:
 class AuthPolicy:
     """Accepts a peer whose ``auth_token`` equals the secret configured for its ``auth_username``.
 
-    The username is required (it names the account and its secret). Unknown peers and wrong tokens
-    get the same reason, so a client cannot probe which peer ids exist.
+    The username is required (it names the account and its secret); ``is_known`` limits who may
+    connect at all (the configured peers). Unknown peers and wrong tokens get the same reason, so a
+    client cannot probe which peer ids exist.
     """
 
-    def __init__(self, secrets: SecretStore) -> None:
+    def __init__(self, secrets: SecretStore, is_known: Callable[[str], bool] | None = None) -> None:
         self._secrets = secrets
+        self._is_known = is_known or (lambda peer_id: True)
 
     def authenticate(self, username: str, token: Secret) -> AuthDecision:
         if not username:
             return AuthDecision(None, "auth_username is required")
         if not is_valid_peer_id(username):
             return AuthDecision(None, "invalid auth_username")
-        expected = self._secrets.secret_for(username)
+        expected = self._secrets.secret_for(username) if self._is_known(username) else None
         # Compare even for unknown peers, so both failures take the same time.
         ok = (expected or _NO_SECRET).matches(token) and expected is not None and bool(expected)
         if not ok:

@@ -13,7 +13,8 @@
     ├── InvalidState               a session command that its current state does not allow
     ├── TransportError             raised by adapters, declared here so the core can catch them
     │   ├── PeerDisconnected
-    │   └── PeerTimeout
+    │   ├── PeerTimeout
+    │   └── PeerUnreachable
     └── ConfigurationError         bad settings found at start-up
 
 A Reject is a value, never an exception: processors *return* ``Reject``. Exceptions are for bugs and
@@ -101,6 +102,10 @@ class PeerDisconnected(TransportError):
 
 class PeerTimeout(TransportError):
     """The peer did not answer in time."""
+
+
+class PeerUnreachable(TransportError):
+    """No connection to the peer is up, or the peer refused the request with a BTP ERROR."""
 
 
 class ConfigurationError(ConnectorError):

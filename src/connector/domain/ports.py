@@ -48,6 +48,17 @@ class PacketProcessor(Protocol):
     async def process(self, prepare: Prepare, peer_id: str) -> Reply: ...
 
 
+class PeerLink(Protocol):
+    """Sends a Prepare to a connected peer, over whichever connection to it is up."""
+
+    def is_connected(self, peer_id: str) -> bool: ...
+
+    async def send_prepare(self, peer_id: str, prepare: Prepare) -> Reply:
+        """The peer's Fulfill or Reject. Raises a ``TransportError`` when the peer is not
+        connected, its connection drops, or it answers with a BTP ERROR."""
+        ...
+
+
 class LogSink(Protocol):
     """Structured logging: stable event names with key/value fields."""
 
@@ -96,6 +107,14 @@ class Connection(Protocol):
 
 
 ConnectionHandler = Callable[[Connection], Coroutine[Any, Any, None]]
+
+
+class Dialer(Protocol):
+    """Opens outgoing connections (the client side of a transport)."""
+
+    async def dial(self, url: str) -> Connection:
+        """Connect to ``url``; raises ``OSError`` or ``TransportError`` when it cannot."""
+        ...
 
 
 class ServerTransport(Protocol):

@@ -1,0 +1,93 @@
+"""Outgoing peers: dial, authenticate, serve, and reconnect with backoff until stopped.
+
+Each ``OutgoingPeer`` keeps one dialed ``BtpLink`` to a peer that has a ``url``. WebSocket pings
+(the transport's keepalive) detect a dead peer; when the link drops, its requests in flight fail
+at once (the forwarder answers T01) and the peer is dialed again after an exponential delay with
+jitter, reset by every successful auth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from connector.app.btp_link import BtpLink
+from connector.app.btp_server import BtpServer
+from connector.domain.backoff import Backoff
+from connector.domain.btp.session import Role
+from connector.domain.ports import Dialer
+from connector.domain.secret import Secret
+
+
+class OutgoingPeer:
+    def __init__(
+        self,
+        server: BtpServer,
+        dialer: Dialer,
+        peer_id: str,
+        url: str,
+        username: str,
+        secret: Secret,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._server = server
+        self._dialer = dialer
+        self.peer_id = peer_id
+        self.url = url
+        self._username = username
+        self._secret = secret
+        self._backoff = backoff or Backoff()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.link: BtpLink | None = None
+        self.attempts = 0
+        self.tried = asyncio.Event()
+        self.log = server.log.bind(peerId=peer_id, url=url)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self.link is not None:
+            await self.link.stop("connector shutting down")
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        ctx = self._server.ctx
+        while not self._stopping and not ctx.draining:
+            self.attempts += 1
+            try:
+                async with ctx.clock.timeout(ctx.limits.auth_timeout * 2):
+                    conn = await self._dialer.dial(self.url)
+            except Exception as exc:  # refused, timed out, HTTP handshake refused, bad URL: retry
+                self.log.warning(
+                    "btp_dial_failed",
+                    attempt=self.attempts,
+                    error=f"{type(exc).__name__}: {exc}"[:200],
+                )
+            else:
+                link = BtpLink(ctx, conn, Role.CLIENT, peer_id=self.peer_id, log=self._server.log)
+                self.link = link
+                opened = asyncio.create_task(self._attach_when_open(link))
+                try:
+                    await link.run_client(self._username, self._secret)
+                finally:
+                    opened.cancel()
+                    self._server.registry.detach(self.peer_id, link)
+                    self.link = None
+            self.tried.set()
+            if self._stopping or ctx.draining:
+                return
+            delay = self._backoff.next()
+            self.log.info("btp_reconnect_scheduled", attempt=self.attempts, delay=round(delay, 3))
+            await ctx.clock.sleep(delay)
+
+    async def _attach_when_open(self, link: BtpLink) -> None:
+        await link.opened.wait()
+        self._backoff.reset()
+        self._server.registry.attach(self.peer_id, link)
+        self.tried.set()

@@ -1,0 +1,132 @@
+"""The connector's configuration file (YAML), validated by pydantic. The public contract: every
+key is documented in the README and ``examples/connector.yaml`` shows them all.
+
+Secrets never live in the file: each peer's secret is ``BTP_PEER_{PEER_ID}_SECRET``. Unknown keys
+and bad values stop start-up with ``ConfigurationError`` naming the file, the field and the problem.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from connector.domain.auth import is_valid_peer_id
+from connector.domain.errors import ConfigurationError
+from connector.domain.ilp.address import is_valid_address
+from connector.domain.oer import UINT64_MAX
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BtpServerConfig(_Strict):
+    host: str = "0.0.0.0"  # noqa: S104 - a connector in a container listens on all interfaces
+    port: int = Field(3000, ge=0, le=65535)
+
+
+class AssetConfig(_Strict):
+    code: str = Field("USD", min_length=1, max_length=16)
+    scale: int = Field(9, ge=0, le=255)
+
+
+class PeerConfig(_Strict):
+    id: str
+    relation: Literal["child", "peer", "parent"]
+    url: str | None = None
+    username: str | None = None
+    max_packet_amount: int | None = Field(None, ge=0, le=UINT64_MAX)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not is_valid_peer_id(value):
+            raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not value.removeprefix("btp+").startswith(("ws://", "wss://")):
+            raise ValueError("must be a ws:// or wss:// URL")
+        if value is not None and "@" in value.split("/")[2]:
+            raise ValueError("must not carry credentials: use username and BTP_PEER_{ID}_SECRET")
+        return value
+
+
+class RouteConfig(_Strict):
+    prefix: str
+    peer: str
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if value and not is_valid_address(value):
+            raise ValueError("must be an ILP address prefix such as test.bob, or '' for default")
+        return value
+
+
+class ForwardingConfig(_Strict):
+    min_message_window_ms: int = Field(1000, ge=0, le=60_000)
+    max_hold_time_ms: int = Field(30_000, ge=1, le=3_600_000)
+
+
+class ConnectorConfig(_Strict):
+    node_id: str = "connector"
+    ilp_address: str = "test.connector"
+    btp_server: BtpServerConfig = BtpServerConfig()
+    asset: AssetConfig = AssetConfig()
+    forwarding: ForwardingConfig = ForwardingConfig()
+    peers: list[PeerConfig] = []
+    routes: list[RouteConfig] = []
+
+    @field_validator("ilp_address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if not is_valid_address(value):
+            raise ValueError("is not a valid ILP address (RFC-0015)")
+        return value
+
+    @field_validator("node_id")
+    @classmethod
+    def _node_id(cls, value: str) -> str:
+        if not is_valid_peer_id(value):
+            raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> ConnectorConfig:
+        ids = [p.id for p in self.peers]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"peers: duplicate id {', '.join(duplicates)}")
+        for index, route in enumerate(self.routes):
+            if route.peer not in ids:
+                raise ValueError(f"routes.{index}.peer: {route.peer!r} is not a configured peer")
+        return self
+
+
+def load_config(path: Path) -> ConnectorConfig:
+    """Read and validate ``path``; every problem becomes one ``ConfigurationError``."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{path}: the top level must be a mapping of keys")
+    try:
+        return ConnectorConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            message = error["msg"].removeprefix("Value error, ")
+            problems.append(f"{path}: {where}: {message}")
+        raise ConfigurationError("\n".join(problems)) from None
