@@ -1,0 +1,128 @@
+"""The configuration file: the shipped example loads; every mistake names file, field, problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connector.app.config import load_config
+from connector.app.node import PeerDirectory
+from connector.app.settings import Settings, runtime_config
+from connector.domain.errors import ConfigurationError
+from connector.domain.forwarding import Relation
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "connector.yaml"
+
+
+def test_the_shipped_example_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert config.node_id == "connector-a"
+    assert [p.id for p in config.peers] == ["alice", "bob"]
+    assert config.peers[1].max_packet_amount == 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("node_id: a\nilp_adress: test.a\n", "ilp_adress: Extra inputs are not permitted"),
+        ("ilp_address: nope\n", "ilp_address: is not a valid ILP address"),
+        (
+            "btp_server: {port: 99999}\n",
+            "btp_server.port: Input should be less than or equal to 65535",
+        ),
+        (
+            "peers: [{id: bob, relation: friend}]\n",
+            "peers.0.relation: Input should be 'child', 'peer' or 'parent'",
+        ),
+        ("peers: [{id: bob, relation: peer, url: 'http://x'}]\n", "peers.0.url: must be a ws://"),
+        (
+            "peers: [{id: bob, relation: peer, url: 'ws://u:p@x'}]\n",
+            "peers.0.url: must not carry credentials",
+        ),
+        ("peers: [{id: 'b b', relation: peer}]\n", "peers.0.id: must be 1-64 characters"),
+        ("peers: [{id: b, relation: peer}, {id: b, relation: child}]\n", "duplicate id b"),
+        (
+            "routes: [{prefix: test.x, peer: nobody}]\n",
+            "routes.0.peer: 'nobody' is not a configured peer",
+        ),
+        (
+            "routes: [{prefix: 'te st', peer: x}]\n",
+            "routes.0.prefix: must be an ILP address prefix",
+        ),
+        ("peers: [{id: b, relation: peer, max_packet_amount: -1}]\n", "peers.0.max_packet_amount"),
+        ("- just\n- a list\n", "the top level must be a mapping"),
+        ("key: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_mistakes_name_the_file_the_field_and_the_problem(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError) as info:
+        load_config(path)
+    assert str(path) in str(info.value)
+    assert problem in str(info.value)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_an_empty_file_means_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "empty.yaml"
+    path.write_text("")
+    assert load_config(path).ilp_address == "test.connector"
+
+
+def test_environment_variables_that_are_set_override_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in (
+        "BTP_SERVER_PORT",
+        "BTP_SERVER_HOST",
+        "CONNECTOR_NODE_ID",
+        "CONNECTOR_ILP_ADDRESS",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    file = load_config(EXAMPLE)
+    values = runtime_config(Settings(), file)
+    assert (values["btp_server_port"], values["node_id"], values["ilp_address"]) == (
+        3000,
+        "connector-a",
+        "test.a",
+    )
+    monkeypatch.setenv("BTP_SERVER_PORT", "4555")
+    values = runtime_config(Settings(), file)
+    assert values["btp_server_port"] == 4555
+    assert values["open_children"] is False
+    assert runtime_config(Settings(), None)["open_children"] is True
+
+
+def test_directory_builds_child_parent_and_static_routes() -> None:
+    directory = PeerDirectory(
+        "test.me",
+        [
+            {"id": "kid", "relation": "child"},
+            {"id": "up", "relation": "parent"},
+            {"id": "side", "relation": "peer", "max_packet_amount": 5},
+        ],
+        [{"prefix": "test.side", "peer": "side"}],
+        open_children=False,
+    )
+    assert directory.routes.resolve("test.me.kid.x") == "kid"
+    assert directory.routes.resolve("test.side.y") == "side"
+    assert directory.routes.resolve("g.anything") == "up"
+    assert directory.policy("side").max_packet_amount == 5  # type: ignore[union-attr]
+    assert directory.policy("stranger") is None
+    assert not directory.is_known("stranger")
+
+
+def test_open_directory_treats_any_peer_as_a_child() -> None:
+    directory = PeerDirectory("test.me", [], [], open_children=True)
+    policy = directory.policy("anyone")
+    assert policy is not None
+    assert policy.relation is Relation.CHILD
+    assert directory.is_known("anyone")
