@@ -3,7 +3,12 @@
 // sends ILP Prepares and prints each decoded reply as one JSON line on stdout.
 //
 //   node interop/client.js btp+ws://alice:SECRET@127.0.0.1:3000 [--count N] [--destination ADDR]
-//                          [--amount N] [--expires-in-ms N] [--timeout-ms N]
+//                          [--amount N] [--expires-in-ms N] [--timeout-ms N] [--summary] [--ildcp]
+//
+// Each Prepare's data is random and its fulfillment is sha256(data), so receiver.js (or any
+// receiver that knows the convention) can fulfill it; every Fulfill is checked against the
+// condition. --summary prints one line with counts instead of one line per reply. --ildcp asks
+// the connector for our address with the real ilp-protocol-ildcp client instead.
 //
 // Exit codes: 0 every Prepare got a reply, 2 could not connect/authenticate, 1 anything else.
 'use strict'
@@ -22,16 +27,19 @@ function parseArgs (argv) {
     else if (a === '--amount') opts.amount = next()
     else if (a === '--expires-in-ms') opts.expiresInMs = Number(next())
     else if (a === '--timeout-ms') opts.timeoutMs = Number(next())
+    else if (a === '--summary') opts.summary = true
+    else if (a === '--ildcp') opts.ildcp = true
     else rest.push(a)
   }
   opts.server = rest[0]
   return opts
 }
 
-function describe (buf) {
+function describe (buf, condition) {
   const packet = IlpPacket.deserializeIlpPacket(buf)
   if (packet.type === IlpPacket.Type.TYPE_ILP_FULFILL) {
-    return { type: 'fulfill', fulfillment: packet.data.fulfillment.toString('hex'), data: packet.data.data.toString('hex') }
+    const valid = crypto.createHash('sha256').update(packet.data.fulfillment).digest().equals(condition)
+    return { type: 'fulfill', valid, fulfillment: packet.data.fulfillment.toString('hex'), data: packet.data.data.toString('hex') }
   }
   if (packet.type === IlpPacket.Type.TYPE_ILP_REJECT) {
     return { type: 'reject', code: packet.data.code, triggeredBy: packet.data.triggeredBy, message: packet.data.message }
@@ -58,22 +66,50 @@ async function main () {
   }
   clearTimeout(timer)
   console.log(JSON.stringify({ event: 'connected' }))
+  if (opts.ildcp) {
+    const ILDCP = require('ilp-protocol-ildcp')
+    const info = await ILDCP.fetch(plugin.sendData.bind(plugin))
+    console.log(JSON.stringify({ event: 'ildcp', ...info }))
+    await plugin.disconnect()
+    process.exit(0)
+  }
+  const started = Date.now()
   const replies = await Promise.all(Array.from({ length: opts.count }, async (_, i) => {
-    const fulfillment = crypto.randomBytes(32)
+    const data = Buffer.concat([Buffer.from('interop ' + i + ' '), crypto.randomBytes(16)])
+    const fulfillment = crypto.createHash('sha256').update(data).digest()
+    const condition = crypto.createHash('sha256').update(fulfillment).digest()
     const prepare = IlpPacket.serializeIlpPrepare({
       amount: opts.amount,
-      executionCondition: crypto.createHash('sha256').update(fulfillment).digest(),
+      executionCondition: condition,
       expiresAt: new Date(Date.now() + opts.expiresInMs),
       destination: opts.destination,
-      data: Buffer.from('interop ' + i)
+      data
     })
     try {
-      return describe(await plugin.sendData(prepare))
+      return describe(await plugin.sendData(prepare), condition)
     } catch (err) {
       return { type: 'error', message: err.message }
     }
   }))
-  for (const reply of replies) console.log(JSON.stringify({ event: 'reply', ...reply }))
+  const seconds = (Date.now() - started) / 1000
+  if (opts.summary) {
+    const count = (f) => replies.filter(f).length
+    const codes = {}
+    for (const r of replies) if (r.type === 'reject') codes[r.code] = (codes[r.code] || 0) + 1
+    console.log(JSON.stringify({
+      event: 'summary',
+      sent: replies.length,
+      fulfilled: count(r => r.type === 'fulfill' && r.valid),
+      invalidFulfills: count(r => r.type === 'fulfill' && !r.valid),
+      rejected: count(r => r.type === 'reject'),
+      rejectCodes: codes,
+      errors: count(r => r.type === 'error'),
+      seconds,
+      packetsPerSecond: Math.round(replies.length / seconds)
+    }))
+  } else {
+    for (const reply of replies) console.log(JSON.stringify({ event: 'reply', ...reply }))
+  }
   await plugin.disconnect()
   process.exit(replies.every(r => r.type === 'fulfill' || r.type === 'reject') ? 0 : 1)
 }

@@ -77,9 +77,10 @@ class ConnectorProcess:
 
 
 @asynccontextmanager
-async def connector_process(**env: str) -> AsyncIterator[ConnectorProcess]:
-    """Start the real entrypoint on a free loopback port; always stopped on exit."""
-    port = free_port()
+async def connector_process(port: int | None = None, **env: str) -> AsyncIterator[ConnectorProcess]:
+    """Start the real entrypoint on ``port`` (a free one by default) on 127.0.0.1; always stopped
+    on exit. ``BTP_SERVER_PORT`` is set, so it overrides any port in a configuration file."""
+    port = port or free_port()
     full_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("BTP_", "CONNECTOR_"))},
         "BTP_SERVER_HOST": "127.0.0.1",

@@ -5,11 +5,6 @@ These run in CI and never skip: scripts/test installs the npm packages from the 
 
 from __future__ import annotations
 
-import asyncio
-import json
-import shutil
-from typing import Any
-
 import pytest
 
 from connector.adapters.clock import SystemClock
@@ -18,36 +13,10 @@ from connector.app.btp_server import BtpServer, ServerLimits
 from connector.domain.auth import AuthPolicy, AuthThrottle
 from connector.domain.ilp.packets import Fulfill
 from tests.fakes import FakeProcessor, FakeSecretStore, RecordingLogSink
-from tests.integration.helpers import GUARD, ROOT, connector_process
+from tests.integration.helpers import connector_process
+from tests.interop.peers import run_client
 
-CLIENT = ROOT / "interop" / "client.js"
 SECRET = "interop-secret-9d2e"
-
-
-async def run_client(url: str, *args: str) -> tuple[int, list[dict[str, Any]]]:
-    node = shutil.which("node")
-    assert node is not None, "Node.js is required for the interop tests"
-    assert (ROOT / "interop" / "node_modules" / "ilp-plugin-btp").is_dir(), (
-        "run scripts/setup --dev (npm ci in interop/) first"
-    )
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(CLIENT),
-        url,
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with asyncio.timeout(GUARD):
-            out, _err = await proc.communicate()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    lines = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
-    assert proc.returncode is not None
-    return proc.returncode, lines
 
 
 async def test_reference_client_authenticates_and_gets_our_reject() -> None:
