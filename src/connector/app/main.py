@@ -65,7 +65,21 @@ def main(argv: list[str] | None = None) -> int:
         "BTP_PEER_{PEER_ID}_SECRET per peer (see README).",
     )
     parser.add_argument("--config", type=Path, help="YAML configuration file")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["run", "demo"],
+        default="run",
+        help="run (default): serve until SIGTERM/SIGINT; demo: sender -> connector -> receiver "
+        "as three processes on loopback, 1,000 packets, counts and packets per second",
+    )
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "demo":
+        from connector.app.demo import main as demo
+
+        return demo(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         settings = Settings()
         configure_logging(settings.log_level, settings.log_format)
