@@ -22,6 +22,7 @@ class FakeClock:
         self._now = start
         self._sleepers: list[tuple[datetime, asyncio.Future[None]]] = []
         self._timeouts: list[_FakeTimeout] = []
+        self._timers: list[_FakeTimer] = []
 
     def now(self) -> datetime:
         return self._now
@@ -36,8 +37,23 @@ class FakeClock:
     def timeout(self, seconds: float) -> _FakeTimeout:
         return _FakeTimeout(self, self._now + timedelta(seconds=seconds))
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> _FakeTimer:
+        timer = _FakeTimer(self._now + timedelta(seconds=seconds), callback)
+        self._timers.append(timer)
+        if seconds <= 0:
+            asyncio.get_running_loop().call_soon(self._fire_due)
+        return timer
+
+    def _fire_due(self) -> None:
+        for timer in list(self._timers):
+            if timer.deadline <= self._now:
+                self._timers.remove(timer)
+                if not timer.cancelled:
+                    timer.callback()
+
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+        self._fire_due()
         for deadline, future in list(self._sleepers):
             if deadline <= self._now:
                 self._sleepers.remove((deadline, future))
@@ -56,7 +72,21 @@ class FakeClock:
     def waiting(self) -> int:
         """How many sleeps and timeouts are pending: lets a test wait until the code under test
         is blocked on the clock before it advances time."""
-        return len([s for s in self._sleepers if not s[1].done()]) + len(self._timeouts)
+        return (
+            len([s for s in self._sleepers if not s[1].done()])
+            + len(self._timeouts)
+            + len([t for t in self._timers if not t.cancelled])
+        )
+
+
+class _FakeTimer:
+    def __init__(self, deadline: datetime, callback: Callable[[], None]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
 
 
 class _FakeTimeout:

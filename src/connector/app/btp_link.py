@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from connector.domain.btp.events import (
@@ -253,18 +254,30 @@ class BtpLink:
             task = asyncio.create_task(self._process(request_id, prepare))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
+            # The final bound: at the Prepare's own expiry the peer gets R00 at once, whatever
+            # the processor is doing. A plain timer costs less than a timeout scope per packet.
+            remaining = (prepare.expires_at - ctx.clock.now()).total_seconds()
+            timer = ctx.clock.call_later(
+                max(remaining, 0.0), partial(self._expired, request_id, task)
+            )
+            task.add_done_callback(lambda _: timer.cancel())
 
     async def _process(self, request_id: int, prepare: Prepare) -> None:
-        ctx = self.ctx
         assert self.peer_id is not None
-        remaining = (prepare.expires_at - ctx.clock.now()).total_seconds()
-        try:
-            async with ctx.clock.timeout(max(remaining, 0.0)):
-                reply = await ctx.processor.process(prepare, self.peer_id)
-        except TimeoutError:
-            reply = ctx.reject(IlpErrorCode.R00_TRANSFER_TIMED_OUT, "expired before a reply")
+        reply = await self.ctx.processor.process(prepare, self.peer_id)
         self._answer_now(request_id, reply)
         await self._flush()
+
+    def _expired(self, request_id: int, task: asyncio.Task[None]) -> None:
+        if self.session.awaits_answer(request_id):
+            self._answer_now(
+                request_id,
+                self.ctx.reject(IlpErrorCode.R00_TRANSFER_TIMED_OUT, "expired before a reply"),
+            )
+            flush = asyncio.create_task(self._flush())
+            self.tasks.add(flush)
+            flush.add_done_callback(self.tasks.discard)
+        task.cancel()
 
     def _answer_now(self, request_id: int, reply: Reply) -> None:
         session = self.session

@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -42,6 +44,20 @@ async def serve(container: Container) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await node.shutdown()
+
+
+def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
+    """Run ``main`` on uvloop when asked for (or, with "auto", when it is installed)."""
+    if event_loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if event_loop == "uvloop":
+                raise
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
 
 
 def build_container(config_path: Path | None = None) -> Container:
@@ -91,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"connector: invalid configuration\n{exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(container))
+        run(serve(container), settings.event_loop)
     except OSError as exc:
         container.log().error("connector_failed", error=str(exc))
         return 1

@@ -24,6 +24,7 @@ from connector.domain.ilp.packets import (
     Reply,
     amount_too_large_data,
     fulfillment_matches,
+    trusted_prepare,
 )
 from connector.domain.ports import Clock, LogSink, NullSink, PacketProcessor, PeerLink
 from connector.domain.routing import RoutingTable
@@ -152,7 +153,8 @@ class Forwarder:
             return self._reject(
                 IlpErrorCode.T01_PEER_UNREACHABLE, f"peer {next_hop} is not connected"
             )
-        outgoing = Prepare(
+        # Every field comes from a valid Prepare and the expiry is earlier: no re-validation.
+        outgoing = trusted_prepare(
             prepare.amount, expiry, prepare.execution_condition, prepare.destination, prepare.data
         )
         try:

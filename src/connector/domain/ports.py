@@ -29,6 +29,14 @@ class Clock(Protocol):
         """A scope that raises ``TimeoutError`` on exit when it ran longer than ``seconds``."""
         ...
 
+    def call_later(self, seconds: float, callback: Callable[[], None]) -> Cancellable:
+        """Run ``callback`` after ``seconds`` unless cancelled: a timer cheaper than a scope."""
+        ...
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
 
 class SecretStore(Protocol):
     """Where each peer's shared secret comes from."""

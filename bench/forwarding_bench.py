@@ -1,0 +1,229 @@
+"""One hop, ours against the reference: sender -> connector -> receiver, BTP on both sides.
+
+For each connector (this one, and ilp-connector@23.0.2 with one-to-one rates, no spread and its
+rate-limit middleware off) the same harness (bench/harness.js: the real ilp-plugin-btp as sender
+and receiver, every Fulfill checked against its condition) keeps 1, 10 and 100 Prepares in
+flight. The connector is pinned to core 0 and the harness to core 1. Reported per level:
+packets/s, p50 and p99 latency, connector CPU time per packet (from /proc), and the connector's
+peak RSS. Needs ``scripts/setup --dev`` (npm packages) and Linux. Run:
+``python bench/forwarding_bench.py [--seconds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+INTEROP = ROOT / "interop"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on {port}")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def pinned(core: int) -> list[str]:
+    return (
+        ["taskset", "-c", str(core)]
+        if shutil.which("taskset") and (os.cpu_count() or 1) > 1
+        else []
+    )
+
+
+def start_ours(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
+    port = free_port()
+    config = tmp / "ours.yaml"
+    config.write_text(
+        "node_id: bench\nilp_address: test.bench\n"
+        f"btp_server: {{host: 127.0.0.1, port: {port}}}\n"
+        "peers:\n  - {id: sender, relation: child}\n  - {id: receiver, relation: child}\n"
+    )
+    env = {
+        **os.environ,
+        "BTP_PEER_SENDER_SECRET": "s",
+        "BTP_PEER_RECEIVER_SECRET": "r",
+        "LOG_LEVEL": "info",
+        "LOG_FORMAT": "json",
+    }
+    proc = subprocess.Popen(
+        [*pinned(0), sys.executable, "-m", "connector", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return (
+        proc,
+        f"btp+ws://sender:s@127.0.0.1:{port}",
+        f"btp+ws://receiver:r@127.0.0.1:{port}",
+        "test.bench.receiver.x",
+    )
+
+
+def start_reference(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
+    sender_port, receiver_port = free_port(), free_port()
+    account = {"relation": "child", "plugin": "ilp-plugin-btp", "assetCode": "USD", "assetScale": 9}
+    env = {
+        **os.environ,
+        "CONNECTOR_ILP_ADDRESS": "test.ref",
+        "CONNECTOR_BACKEND": "one-to-one",
+        "CONNECTOR_SPREAD": "0",
+        "CONNECTOR_STORE": "memory",
+        "CONNECTOR_DISABLE_MIDDLEWARE": json.dumps(["rateLimit"]),
+        "CONNECTOR_INITIAL_CONNECT_TIMEOUT": "60000",
+        "CONNECTOR_ACCOUNTS": json.dumps(
+            {
+                "sender": {
+                    **account,
+                    "options": {"listener": {"port": sender_port, "secret": "s"}},
+                },
+                "receiver": {
+                    **account,
+                    "options": {"listener": {"port": receiver_port, "secret": "r"}},
+                },
+            }
+        ),
+    }
+    script = INTEROP / "node_modules" / "ilp-connector" / "dist" / "index.js"
+    proc = subprocess.Popen(
+        [*pinned(0), "node", str(script)],
+        env=env,
+        cwd=INTEROP,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(sender_port, proc)
+    wait_port(receiver_port, proc)
+    return (
+        proc,
+        f"btp+ws://:s@127.0.0.1:{sender_port}",
+        f"btp+ws://:r@127.0.0.1:{receiver_port}",
+        "test.ref.receiver.x",
+    )
+
+
+def measure(name: str, start: Any, args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    proc, sender, receiver, destination = start(tmp)
+    rows = []
+    try:
+        harness = subprocess.Popen(
+            [
+                *pinned(1),
+                "node",
+                str(ROOT / "bench" / "harness.js"),
+                "--sender",
+                sender,
+                "--receiver",
+                receiver,
+                "--destination",
+                destination,
+                "--levels",
+                args.levels,
+                "--seconds",
+                str(args.seconds),
+                "--warmup",
+                str(args.warmup),
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert harness.stdout is not None
+        cpu_before = 0.0
+        for line in harness.stdout:
+            event = json.loads(line)
+            if event["event"] == "measuring":
+                cpu_before = cpu_seconds(proc.pid)
+            elif event["event"] == "level":
+                cpu = cpu_seconds(proc.pid) - cpu_before
+                packets = max(event["fulfilled"], 1)
+                rows.append(
+                    {
+                        "connector": name,
+                        **event,
+                        "cpuPerPacketUs": cpu / packets * 1e6,
+                        "peakRssMiB": peak_rss_mib(proc.pid),
+                    }
+                )
+            elif event["event"] == "done":
+                break
+        harness.wait(timeout=60)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--levels", default="1,10,100")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = measure("ours", start_ours, args, Path(tmp))
+        reference = measure("ilp-connector 23.0.2", start_reference, args, Path(tmp))
+    print(
+        f"one hop, BTP both sides, connector on core 0, harness on core 1, {args.seconds:g} s per level\n"
+    )
+    print("| connector | in flight | packets/s | p50 ms | p99 ms | CPU µs/packet | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|")
+    for row in ours + reference:
+        print(
+            f"| {row['connector']} | {row['inFlight']} | {row['packetsPerSecond']:,.0f} | "
+            f"{row['p50']:.2f} | {row['p99']:.2f} | {row['cpuPerPacketUs']:.0f} | {row['peakRssMiB']:.0f} |"
+        )
+    print(
+        "\n| in flight | throughput ours/ref | p99 ours/ref | CPU/packet ours/ref | peak RSS ours/ref |"
+    )
+    print("|---|---|---|---|---|")
+    for o, r in zip(ours, reference, strict=True):
+        print(
+            f"| {o['inFlight']} | {o['packetsPerSecond'] / r['packetsPerSecond']:.2f} | "
+            f"{o['p99'] / r['p99']:.2f} | {o['cpuPerPacketUs'] / r['cpuPerPacketUs']:.2f} | "
+            f"{o['peakRssMiB'] / r['peakRssMiB']:.2f} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
