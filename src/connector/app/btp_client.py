@@ -70,13 +70,18 @@ class OutgoingPeer:
                     error=f"{type(exc).__name__}: {exc}"[:200],
                 )
             else:
-                link = BtpLink(ctx, conn, Role.CLIENT, peer_id=self.peer_id, log=self._server.log)
+                link = BtpLink(
+                    ctx,
+                    conn,
+                    Role.CLIENT,
+                    peer_id=self.peer_id,
+                    log=self._server.log,
+                    on_open=self._opened,
+                )
                 self.link = link
-                opened = asyncio.create_task(self._attach_when_open(link))
                 try:
                     await link.run_client(self._username, self._secret)
                 finally:
-                    opened.cancel()
                     self._server.registry.detach(self.peer_id, link)
                     self.link = None
             self.tried.set()
@@ -86,8 +91,7 @@ class OutgoingPeer:
             self.log.info("btp_reconnect_scheduled", attempt=self.attempts, delay=round(delay, 3))
             await ctx.clock.sleep(delay)
 
-    async def _attach_when_open(self, link: BtpLink) -> None:
-        await link.opened.wait()
+    def _opened(self, link: BtpLink) -> None:
         self._backoff.reset()
         self._server.registry.attach(self.peer_id, link)
         self.tried.set()

@@ -81,6 +81,7 @@ class BtpLink:
         *,
         peer_id: str | None = None,
         log: LogSink | None = None,
+        on_open: Callable[[BtpLink], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.conn = conn
@@ -94,6 +95,7 @@ class BtpLink:
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._close: tuple[int, str] | None = None
         self.opened = asyncio.Event()
+        self._on_open = on_open
 
     @property
     def is_open(self) -> bool:
@@ -115,6 +117,8 @@ class BtpLink:
         try:
             if await authenticate():
                 self.opened.set()
+                if self._on_open is not None:
+                    self._on_open(self)  # synchronously: no window where it is open but unknown
                 await self._serve()
         except PeerDisconnected as exc:
             code, reason = exc.code, exc.reason
