@@ -12,7 +12,7 @@ import itertools
 from collections import deque
 
 from connector.domain.errors import PeerDisconnected
-from connector.domain.ports import ConnectionHandler
+from connector.domain.ports import ConnectionHandler, HttpHandler
 
 MESSAGE_TOO_BIG = 1009
 
@@ -98,13 +98,20 @@ class MemoryServerTransport:
         self._max_size = max_frame_size
         self._max_queue = max_queue
         self._handler: ConnectionHandler | None = None
+        self._http: HttpHandler | None = None
         self._accepting = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._ports = itertools.count(50000)
 
-    async def start(self, handler: ConnectionHandler) -> None:
+    async def start(self, handler: ConnectionHandler, http: HttpHandler | None = None) -> None:
         self._handler = handler
+        self._http = http
         self._accepting = True
+
+    def get(self, path: str) -> tuple[int, str, bytes]:
+        """A plain HTTP GET, as the WebSocket transport would answer it."""
+        result = self._http(path) if self._http is not None else None
+        return result or (404, "text/plain", b"not found\n")
 
     async def connect(self, host: str = "127.0.0.1") -> MemoryConnection:
         """Dial the server; returns the client end once the server is handling the other."""

@@ -7,15 +7,17 @@ it checks from the frame header before reading the payload, closing with 1009.
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from websockets.asyncio.client import connect
 from websockets.asyncio.connection import Connection as WsConnection
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from connector.domain.errors import PeerDisconnected
-from connector.domain.ports import ConnectionHandler
+from connector.domain.ports import ConnectionHandler, HttpHandler
 
 
 def _format_address(address: Any) -> str:
@@ -91,11 +93,28 @@ class WebsocketsServerTransport:
         }
         self._server: Server | None = None
 
-    async def start(self, handler: ConnectionHandler) -> None:
+    async def start(self, handler: ConnectionHandler, http: HttpHandler | None = None) -> None:
         async def on_connection(ws: ServerConnection) -> None:
             await handler(WebsocketsConnection(ws))
 
-        self._server = await serve(on_connection, self._host, self._port, **self._options)
+        def process_request(ws: ServerConnection, request: Request) -> Response | None:
+            # websockets answers plain HTTP before the upgrade: health and metrics share the
+            # BTP port, so a container exposes one port.
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return None
+            result = http(request.path.split("?", 1)[0]) if http is not None else None
+            if result is None:
+                return ws.respond(HTTPStatus.NOT_FOUND, "not found\n")
+            status, content_type, body = result
+            response = ws.respond(HTTPStatus(status), body.decode("utf-8"))
+            del response.headers["Content-Type"]  # Headers appends on set: replace, not add
+            response.headers["Content-Type"] = content_type
+            response.headers["Cache-Control"] = "no-store"
+            return response
+
+        self._server = await serve(
+            on_connection, self._host, self._port, process_request=process_request, **self._options
+        )
 
     async def stop_accepting(self) -> None:
         if self._server is not None:

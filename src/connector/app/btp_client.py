@@ -60,6 +60,7 @@ class OutgoingPeer:
         ctx = self._server.ctx
         while not self._stopping and not ctx.draining:
             self.attempts += 1
+            ctx.metrics.reconnects.labels(self.peer_id).inc()
             try:
                 async with ctx.clock.timeout(ctx.limits.auth_timeout * 2):
                     conn = await self._dialer.dial(self.url)

@@ -11,11 +11,13 @@ gets exactly one Fulfill or Reject. When the connection drops, our requests in f
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
+from connector.app.metrics import Metrics, auth_reason_label
 from connector.domain.btp.events import (
     Authenticated,
     AuthRequested,
@@ -58,6 +60,7 @@ class LinkContext:
     log: LogSink
     ilp_address: str
     limits: ServerLimits
+    metrics: Metrics = field(default_factory=Metrics)
     draining: bool = False
 
     def reject(self, code: IlpErrorCode, message: str) -> Reject:
@@ -96,6 +99,9 @@ class BtpLink:
         self._close: tuple[int, str] | None = None
         self.opened = asyncio.Event()
         self._on_open = on_open
+        self.opened_at: float | None = None  # wall-clock seconds, for the health report
+        self.last_seen: float | None = None
+        self._started: dict[int, tuple[float, int]] = {}  # request id -> (perf_counter, amount)
 
     @property
     def is_open(self) -> bool:
@@ -116,6 +122,7 @@ class BtpLink:
         code, reason = 1006, "connection lost"
         try:
             if await authenticate():
+                self.opened_at = self.last_seen = time.time()
                 self.opened.set()
                 if self._on_open is not None:
                     self._on_open(self)  # synchronously: no window where it is open but unknown
@@ -152,12 +159,15 @@ class BtpLink:
                         if isinstance(event, AuthRequested):
                             refusal = self._decide(server, event)
                         else:
+                            if isinstance(event, FrameRejected):  # not an auth MESSAGE at all
+                                ctx.metrics.auth_failures.labels("malformed").inc()
                             await self._handle_event(event)
                     await self._flush()
                     if self._close is not None:
                         return False
         except TimeoutError:
             self.log.warning("btp_auth", success=False, reason="authentication timed out")
+            ctx.metrics.auth_failures.labels("timeout").inc()
             await self._close_transport(CloseCode.POLICY_VIOLATION, "authentication timed out")
             return False
         if refusal is not None:
@@ -185,6 +195,7 @@ class BtpLink:
             self.log.info("btp_auth", success=True, requestId=event.request_id)
             server.attach(self)
             return None
+        self.ctx.metrics.auth_failures.labels(auth_reason_label(decision.reason)).inc()
         delay = server.throttle.failure(host, self.ctx.clock.now().timestamp())
         self.log.warning(
             "btp_auth",
@@ -228,6 +239,7 @@ class BtpLink:
         session = self.session
         while self._close is None:
             session.receive_message(await self.conn.receive())
+            self.last_seen = time.time()
             for event in session.events_received():
                 if isinstance(event, PrepareReceived):
                     self._accept_prepare(event.request_id, event.prepare)
@@ -237,6 +249,7 @@ class BtpLink:
 
     def _accept_prepare(self, request_id: int, prepare: Prepare) -> None:
         ctx = self.ctx
+        self._started[request_id] = (time.perf_counter(), prepare.amount)
         self.log.debug(
             "btp_message_received",
             requestId=request_id,
@@ -289,6 +302,13 @@ class BtpLink:
             self.log.debug("btp_reply_dropped", requestId=request_id, state=session.state.name)
             return
         session.send_result(request_id, reply)
+        started, amount = self._started.pop(request_id, (time.perf_counter(), 0))
+        self.ctx.metrics.packet(
+            self.peer_id or "unauthenticated",
+            amount,
+            None if isinstance(reply, Fulfill) else reply.code,
+            time.perf_counter() - started,
+        )
         self.log.debug(
             "btp_response_sent",
             requestId=request_id,
@@ -335,6 +355,9 @@ class BtpLink:
                 event.request_id, self.ctx.reject(IlpErrorCode.F01_INVALID_PACKET, event.reason)
             )
         elif isinstance(event, FrameRejected):
+            peer = self.peer_id or "unauthenticated"
+            counter = self.ctx.metrics.btp_errors if event.answered else self.ctx.metrics.violations
+            counter.labels(peer).inc()
             self.log.warning(
                 "btp_error",
                 code=event.code,

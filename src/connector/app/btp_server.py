@@ -1,9 +1,10 @@
 """The BTP server: accepts peers on any ``ServerTransport`` and runs a ``BtpLink`` for each.
 
 Everything goes through ports (transport, clock, processor, secrets, logs), so the same code runs
-on real WebSockets and on the in-memory transport. The server also owns graceful shutdown: stop
-accepting, let requests in flight finish until ``shutdown_timeout``, reject whatever is left,
-close every connection (accepted or dialed) with 1000.
+on real WebSockets and on the in-memory transport. The server also owns graceful shutdown: refuse
+new sessions (the listener stays open for health probes), let requests in flight finish until
+``shutdown_timeout``, reject whatever is left, close every connection (accepted or dialed) with
+1000, then close the listener.
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import asyncio
 import contextlib
 
 from connector.app.btp_link import BtpLink, LinkContext, ServerLimits
+from connector.app.metrics import Metrics
 from connector.app.peers import PeerRegistry
 from connector.domain.auth import AuthPolicy, AuthThrottle
 from connector.domain.btp.session import CloseCode, Role
-from connector.domain.ports import Clock, Connection, LogSink, PacketProcessor, ServerTransport
+from connector.domain.ports import (
+    Clock,
+    Connection,
+    HttpHandler,
+    LogSink,
+    PacketProcessor,
+    ServerTransport,
+)
 from connector.domain.processing import ErrorBoundary
 
 __all__ = ["BtpServer", "ServerLimits"]
@@ -35,6 +44,7 @@ class BtpServer:
         ilp_address: str,
         limits: ServerLimits,
         registry: PeerRegistry | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.transport = transport
         self.auth = auth
@@ -44,7 +54,12 @@ class BtpServer:
         # The one outermost step that turns an exception (or a non-reply) into a T00 Reject:
         # applied here, so no chain a caller builds can leave a Prepare unanswered.
         self.ctx = LinkContext(
-            ErrorBoundary(processor, ilp_address, log), clock, log, ilp_address, limits
+            ErrorBoundary(processor, ilp_address, log),
+            clock,
+            log,
+            ilp_address,
+            limits,
+            metrics or Metrics(),
         )
         self.connections: set[BtpLink] = set()
         self._stopped = asyncio.Event()
@@ -74,8 +89,9 @@ class BtpServer:
     def active_connections(self) -> int:
         return len(self.connections)
 
-    async def start(self) -> None:
-        await self.transport.start(self._accept)
+    async def start(self, http: HttpHandler | None = None) -> None:
+        """Listen; ``http`` answers plain HTTP GETs on the same port (health, metrics)."""
+        await self.transport.start(self._accept, http)
         self.log.info(
             "btp_server_started",
             address=self.transport.address,
@@ -114,7 +130,8 @@ class BtpServer:
             activeConnections=len(links),
             inFlight=sum(len(link.tasks) for link in links),
         )
-        await self.transport.stop_accepting()
+        # The listener stays open while draining: new BTP connections are refused (1013) and
+        # health probes see 503 "stopping" before any connection closes.
         tasks = [t for link in links for t in link.tasks]
         if tasks:
             with contextlib.suppress(TimeoutError):
@@ -124,6 +141,7 @@ class BtpServer:
         await asyncio.gather(
             *(link.stop("connector shutting down") for link in links), *self._background
         )
+        await self.transport.stop_accepting()
         wait_closed = getattr(self.transport, "wait_closed", None)
         if wait_closed is not None:
             with contextlib.suppress(TimeoutError):

@@ -126,7 +126,8 @@ def load_config(path: Path) -> ConnectorConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            where = ".".join(str(part) for part in error["loc"])
             message = error["msg"].removeprefix("Value error, ")
-            problems.append(f"{path}: {where}: {message}")
+            # Cross-field checks name their own field (routes.0.peer: ...).
+            problems.append(f"{path}: {where}: {message}" if where else f"{path}: {message}")
         raise ConfigurationError("\n".join(problems)) from None

@@ -20,6 +20,7 @@ from connector.adapters.websockets_transport import WebsocketsDialer, Websockets
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_link import ServerLimits
 from connector.app.btp_server import BtpServer
+from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode, PeerDirectory
 from connector.app.peers import PeerRegistry
 from connector.domain.auth import AuthPolicy, AuthThrottle
@@ -149,6 +150,7 @@ class Container(containers.DeclarativeContainer):
         max_connections=config.max_connections,
     )
 
+    metrics = providers.Singleton(Metrics)
     btp_server = providers.Singleton(
         BtpServer,
         transport=transport,
@@ -160,6 +162,7 @@ class Container(containers.DeclarativeContainer):
         ilp_address=config.ilp_address,
         limits=limits,
         registry=registry,
+        metrics=metrics,
     )
     outgoing = providers.Singleton(
         build_outgoing,
@@ -170,5 +173,10 @@ class Container(containers.DeclarativeContainer):
         secrets=secret_store,
     )
     node = providers.Singleton(
-        ConnectorNode, server=btp_server, outgoing=outgoing, directory=directory, log=log
+        ConnectorNode,
+        server=btp_server,
+        outgoing=outgoing,
+        directory=directory,
+        log=log,
+        node_id=config.node_id,
     )

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from connector.adapters.env_secret_store import EnvSecretStore
 from connector.adapters.structlog_sink import configure_logging
+from connector.app.check_config import check
 from connector.app.config import load_config
 from connector.app.container import Container
 from connector.app.settings import Settings, runtime_config
@@ -82,6 +83,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, help="YAML configuration file")
     parser.add_argument(
+        "--check-config",
+        type=Path,
+        metavar="FILE",
+        help="validate FILE and the environment (every peer's secret), print what was found, "
+        "exit 0 or 1; starts nothing",
+    )
+    parser.add_argument(
         "command",
         nargs="?",
         choices=["run", "demo"],
@@ -96,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return demo(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.check_config is not None:
+        ok, lines = check(args.check_config)
+        print("\n".join(lines))
+        return 0 if ok else 1
     try:
         settings = Settings()
         configure_logging(settings.log_level, settings.log_format)

@@ -7,11 +7,11 @@ in the right order: on shutdown nothing redials while the server drains.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
+from connector.app.health import Health
 from connector.app.peers import PeerRegistry
 from connector.domain.forwarding import PeerPolicy, Relation
 from connector.domain.ports import LogSink
@@ -78,15 +78,40 @@ class ConnectorNode:
         outgoing: list[OutgoingPeer],
         directory: PeerDirectory,
         log: LogSink,
+        node_id: str = "connector",
     ) -> None:
         self.server = server
         self.outgoing = outgoing
         self.directory = directory
         self.log = log
+        self.node_id = node_id
+        self._started = False
+        self._stopping = False
+        self.health = Health(self)
         directory.watch(server.registry)
+        server.ctx.metrics.watch(self._peer_state)
+
+    @property
+    def state(self) -> str:
+        """``starting`` until listening with every outgoing peer tried, then ``ready``, and
+        ``stopping`` from the first moment of shutdown."""
+        if self._stopping:
+            return "stopping"
+        if self._started and all(p.tried.is_set() for p in self.outgoing):
+            return "ready"
+        return "starting"
+
+    def _peer_state(self) -> list[tuple[str, bool, int]]:
+        registry = self.server.registry
+        ids = set(self.directory.policies) | set(registry.connected_peers())
+        return [
+            (p, registry.is_connected(p), sum(len(x.tasks) for x in registry.links_of(p)))
+            for p in sorted(ids)
+        ]
 
     async def start(self) -> None:
-        await self.server.start()
+        await self.server.start(http=self.health.http)
+        self._started = True
         for peer in self.outgoing:
             peer.start()
         self.log.info(
@@ -98,10 +123,8 @@ class ConnectorNode:
         )
 
     async def shutdown(self) -> None:
-        self.server.ctx.draining = True  # before anything closes: no redialing from here on
+        self._stopping = True  # readiness turns 503 before anything closes
+        self.server.ctx.draining = True  # and nothing redials from here on
         await self.server.shutdown()
         for peer in self.outgoing:
             await peer.stop()
-
-    def when_all_tried(self) -> Callable[[], bool]:
-        return lambda: all(p.tried.is_set() for p in self.outgoing)

@@ -62,6 +62,9 @@ class PeerRegistry:
             raise PeerUnreachable(f"peer {peer_id} is not connected")
         return await link.send_prepare(prepare)
 
+    def links_of(self, peer_id: str) -> list[BtpLink]:
+        return list(self._links.get(peer_id, ()))
+
     def connected_peers(self) -> list[str]:
         return sorted(p for p in self._links if self.is_connected(p))
 

@@ -115,6 +115,9 @@ class Connection(Protocol):
 
 
 ConnectionHandler = Callable[[Connection], Coroutine[Any, Any, None]]
+#: A plain HTTP GET on the transport's port: path -> (status, content type, body), or None
+#: when the path is not served.
+HttpHandler = Callable[[str], "tuple[int, str, bytes] | None"]
 
 
 class Dialer(Protocol):
@@ -128,8 +131,8 @@ class Dialer(Protocol):
 class ServerTransport(Protocol):
     """Accepts connections and hands each to a handler, until stopped."""
 
-    async def start(self, handler: ConnectionHandler) -> None:
-        """Begin accepting; returns once listening."""
+    async def start(self, handler: ConnectionHandler, http: HttpHandler | None = None) -> None:
+        """Begin accepting; returns once listening. ``http`` answers plain HTTP GETs."""
         ...
 
     async def stop_accepting(self) -> None:

@@ -1,0 +1,62 @@
+"""``connector --check-config FILE``: validate the file and the environment, start nothing.
+
+Checks what the file model checks (keys, values, addresses, routes that name configured peers)
+and what only the environment can tell: every peer has its ``BTP_PEER_{ID}_SECRET``. Prints what
+it found in one screen; exit 0 when all is well, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
+from connector.app.config import ConnectorConfig, load_config
+from connector.domain.errors import ConfigurationError
+
+
+def check(path: Path, environ: Mapping[str, str] | None = None) -> tuple[bool, list[str]]:
+    """``(ok, lines)``: the report to print."""
+    lines = [f"config: {path}"]
+    try:
+        config = load_config(path)
+    except ConfigurationError as exc:
+        return False, [
+            *lines,
+            *(f"  error: {line}" for line in str(exc).splitlines()),
+            "result: INVALID",
+        ]
+    secrets = EnvSecretStore(environ)
+    problems = _report(config, secrets, lines)
+    for problem in problems:
+        lines.append(f"  error: {problem}")
+    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+    lines.append("result: OK" if not problems else f"result: INVALID ({count})")
+    return not problems, lines
+
+
+def _report(config: ConnectorConfig, secrets: EnvSecretStore, lines: list[str]) -> list[str]:
+    problems = []
+    lines.append(
+        f"node: {config.node_id}  address: {config.ilp_address}  "
+        f"listen: {config.btp_server.host}:{config.btp_server.port}  "
+        f"asset: {config.asset.code}/{config.asset.scale}"
+    )
+    lines.append(f"peers ({len(config.peers)}):")
+    for peer in config.peers:
+        has_secret = secrets.secret_for(peer.id) is not None
+        if not has_secret:
+            problems.append(f"peer {peer.id!r}: {secret_variable(peer.id)} is not set")
+        how = f"dials {peer.url} as {peer.username or config.node_id}" if peer.url else "dials us"
+        limit = f", max {peer.max_packet_amount}" if peer.max_packet_amount is not None else ""
+        lines.append(
+            f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, "
+            f"secret {secret_variable(peer.id)}: {'set' if has_secret else 'MISSING'}"
+        )
+    routes = [(f"{config.ilp_address}.{p.id}", p.id) for p in config.peers if p.relation == "child"]
+    parents = [p.id for p in config.peers if p.relation == "parent"]
+    routes += [("(default)", parents[0])] if parents else []
+    routes += [(r.prefix or "(default)", r.peer) for r in config.routes]
+    lines.append(f"routes ({len(routes)}):")
+    lines.extend(f"  {prefix:<32} -> {peer}" for prefix, peer in routes)
+    return problems
