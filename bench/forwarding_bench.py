@@ -204,17 +204,20 @@ def main() -> None:
         ours = measure("ours", start_ours, args, Path(tmp))
         reference = measure("ilp-connector 23.0.2", start_reference, args, Path(tmp))
     print(
-        f"one hop, BTP both sides, connector on core 0, harness on core 1, {args.seconds:g} s per level\n"
+        "one hop, BTP both sides, connector on core 0, harness on core 1, "
+        f"{args.seconds:g} s per level\n"
     )
     print("| connector | in flight | packets/s | p50 ms | p99 ms | CPU µs/packet | peak RSS MiB |")
     print("|---|---|---|---|---|---|---|")
     for row in ours + reference:
         print(
             f"| {row['connector']} | {row['inFlight']} | {row['packetsPerSecond']:,.0f} | "
-            f"{row['p50']:.2f} | {row['p99']:.2f} | {row['cpuPerPacketUs']:.0f} | {row['peakRssMiB']:.0f} |"
+            f"{row['p50']:.2f} | {row['p99']:.2f} | {row['cpuPerPacketUs']:.0f} | "
+            f"{row['peakRssMiB']:.0f} |"
         )
     print(
-        "\n| in flight | throughput ours/ref | p99 ours/ref | CPU/packet ours/ref | peak RSS ours/ref |"
+        "\n| in flight | throughput ours/ref | p99 ours/ref | CPU/packet ours/ref "
+        "| peak RSS ours/ref |"
     )
     print("|---|---|---|---|---|")
     for o, r in zip(ours, reference, strict=True):

@@ -1,0 +1,74 @@
+"""Metrics labels stay bounded; --check-config reports what it finds."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from connector.app.check_config import check
+from connector.app.metrics import Metrics, auth_reason_label, reject_code_label
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "connector.yaml"
+
+
+def test_unknown_reject_codes_and_auth_reasons_fold_into_fixed_labels() -> None:
+    assert reject_code_label("F02") == "F02"
+    assert reject_code_label("zz!") == "other"
+    assert reject_code_label("F09") == "other"  # interledger-rs only: not standard
+    assert auth_reason_label("invalid auth_token") == "invalid_token"
+    assert auth_reason_label("first frame must be an auth MESSAGE: anything") == "malformed"
+
+
+def test_packet_metrics_count_exactly() -> None:
+    metrics = Metrics()
+    for _ in range(3):
+        metrics.packet("alice", 10, None, 0.001)
+    metrics.packet("alice", 5, "zz!", 0.002)
+    text = metrics.render().decode()
+    assert 'connector_packets_total{code="",outcome="fulfilled",peer="alice"} 3.0' in text
+    assert 'connector_packets_total{code="other",outcome="rejected",peer="alice"} 1.0' in text
+    assert 'connector_prepare_amount_total{peer="alice"} 35.0' in text
+    assert "_created" not in text
+
+
+def test_check_config_names_a_missing_secret() -> None:
+    ok, lines = check(EXAMPLE, {"BTP_PEER_ALICE_SECRET": "a"})
+    assert not ok
+    assert "error: peer 'bob': BTP_PEER_BOB_SECRET is not set" in "\n".join(lines)
+    assert "hunter" not in "\n".join(lines)
+    ok, lines = check(EXAMPLE, {"BTP_PEER_ALICE_SECRET": "hunter2", "BTP_PEER_BOB_SECRET": "b"})
+    assert ok
+    assert lines[-1] == "result: OK"
+    assert "hunter2" not in "\n".join(lines)  # it says set or MISSING, never the value
+
+
+def test_check_config_names_a_route_to_an_unknown_peer(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("peers: [{id: a, relation: peer}]\nroutes: [{prefix: test.x, peer: ghost}]\n")
+    ok, lines = check(path, {"BTP_PEER_A_SECRET": "x"})
+    assert not ok
+    assert "routes.0.peer: 'ghost' is not a configured peer" in "\n".join(lines)
+
+
+def test_check_config_command_exits_0_or_1(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "BTP_PEER_ALICE_SECRET": "a"}
+    bad = subprocess.run(
+        [sys.executable, "-m", "connector", "--check-config", str(EXAMPLE)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 1
+    assert "MISSING" in bad.stdout
+    good = subprocess.run(
+        [sys.executable, "-m", "connector", "--check-config", str(EXAMPLE)],
+        env={**env, "BTP_PEER_BOB_SECRET": "b"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert good.returncode == 0, good.stdout + good.stderr
