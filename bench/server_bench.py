@@ -71,6 +71,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--in-flight", type=int, nargs="+", default=[1, 10, 100])
+    parser.add_argument("--log-level", default="info", help="the connector's LOG_LEVEL")
     args = parser.parse_args()
     port = free_port()
     env = {
@@ -78,7 +79,7 @@ async def main() -> None:
         "BTP_SERVER_HOST": "127.0.0.1",
         "BTP_SERVER_PORT": str(port),
         "BTP_PEER_BENCH_SECRET": SECRET,
-        "LOG_LEVEL": "info",
+        "LOG_LEVEL": args.log_level,
         "LOG_FORMAT": "json",
     }
     server = await asyncio.create_subprocess_exec(
@@ -98,7 +99,7 @@ async def main() -> None:
                 await asyncio.sleep(0.1)
         print(
             f"Python {sys.version.split()[0]}, connector and client on loopback, "
-            f"{os.cpu_count()} cores"
+            f"{os.cpu_count()} cores, LOG_LEVEL={args.log_level}"
         )
         print(f"| {'in flight':>9} | {'packets/s':>10} | {'p50 ms':>7} | {'p99 ms':>7} |")
         print(f"|{'-' * 11}|{'-' * 12}|{'-' * 9}|{'-' * 9}|")

@@ -40,3 +40,22 @@ def test_console_format_is_readable() -> None:
     assert "btp_message_received" in text
     assert "requestId=7" in text
     assert not text.lstrip().startswith("{")
+
+
+def test_library_records_from_the_standard_library_become_json_lines_too() -> None:
+    import logging
+
+    out = io.StringIO()
+    try:
+        configure_logging("info", "json", stream=out)
+        logging.getLogger("websockets.server").error("opening handshake failed")
+        logging.getLogger("websockets.server").info("below warning: dropped")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    (line,) = [json.loads(x) for x in out.getvalue().splitlines()]
+    assert (line["event"], line["level"], line["logger"]) == (
+        "opening handshake failed",
+        "error",
+        "websockets.server",
+    )

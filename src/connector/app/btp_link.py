@@ -102,6 +102,8 @@ class BtpLink:
         self.opened_at: float | None = None  # wall-clock seconds, for the health report
         self.last_seen: float | None = None
         self._started: dict[int, tuple[float, int]] = {}  # request id -> (perf_counter, amount)
+        # For the one summary line per connection (btp_disconnect).
+        self.fulfilled = self.rejected = self.sent = 0
 
     @property
     def is_open(self) -> bool:
@@ -135,7 +137,16 @@ class BtpLink:
                 self._settle(event)
             if self._close is not None:
                 code, reason = self._close
-            self.log.info("btp_disconnect", code=code, reason=reason, inFlight=len(self.tasks))
+            self.log.info(
+                "btp_disconnect",
+                code=code,
+                reason=reason,
+                inFlight=len(self.tasks),
+                seconds=round(time.time() - self.opened_at, 3) if self.opened_at else 0,
+                fulfilled=self.fulfilled,
+                rejected=self.rejected,
+                sent=self.sent,
+            )
 
     async def stop(self, reason: str) -> None:
         """Close from our side: reject the peer's requests still in flight, then close 1000."""
@@ -302,6 +313,10 @@ class BtpLink:
             self.log.debug("btp_reply_dropped", requestId=request_id, state=session.state.name)
             return
         session.send_result(request_id, reply)
+        if isinstance(reply, Fulfill):
+            self.fulfilled += 1
+        else:
+            self.rejected += 1
         started, amount = self._started.pop(request_id, (time.perf_counter(), 0))
         self.ctx.metrics.packet(
             self.peer_id or "unauthenticated",
@@ -325,6 +340,7 @@ class BtpLink:
         if not self.is_open:
             raise PeerUnreachable("connection is not open")
         request_id = self.session.send_prepare(prepare)
+        self.sent += 1
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
         try:
