@@ -7,6 +7,7 @@ it checks from the frame header before reading the payload, closing with 1009.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -64,6 +65,29 @@ class WebsocketsConnection:
         await self._ws.close(code, reason[:120])
 
 
+@dataclass(frozen=True, slots=True)
+class WebsocketOptions:
+    """The limits and keepalive of every WebSocket, served or dialed."""
+
+    max_frame_size: int
+    open_timeout: float = 10.0
+    ping_interval: float | None = 20.0
+    ping_timeout: float | None = 20.0
+    close_timeout: float = 5.0
+    max_queue: int = 64
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return {
+            "max_size": self.max_frame_size,  # refused from the frame header, unread: 1009
+            "open_timeout": self.open_timeout,
+            "ping_interval": self.ping_interval,
+            "ping_timeout": self.ping_timeout,
+            "close_timeout": self.close_timeout,
+            "max_queue": self.max_queue,
+            "compression": None,  # BTP frames are small and mostly random: not worth the CPU
+        }
+
+
 class WebsocketsServerTransport:
     """Listens on ``host:port`` and hands every WebSocket connection to the handler."""
 
@@ -81,16 +105,9 @@ class WebsocketsServerTransport:
     ) -> None:
         self._host = host
         self._port = port
-        self._options: dict[str, Any] = {
-            "max_size": max_frame_size,
-            "open_timeout": open_timeout,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-            "close_timeout": close_timeout,
-            "max_queue": max_queue,
-            "compression": None,  # BTP frames are small and mostly random; not worth the CPU
-            "server_header": None,
-        }
+        self._options = WebsocketOptions(
+            max_frame_size, open_timeout, ping_interval, ping_timeout, close_timeout, max_queue
+        ).as_kwargs() | {"server_header": None}
         self._server: Server | None = None
 
     async def start(self, handler: ConnectionHandler, http: HttpHandler | None = None) -> None:
@@ -156,16 +173,9 @@ class WebsocketsDialer:
         close_timeout: float = 5.0,
         max_queue: int = 64,
     ) -> None:
-        self._options: dict[str, Any] = {
-            "max_size": max_frame_size,
-            "open_timeout": open_timeout,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
-            "close_timeout": close_timeout,
-            "max_queue": max_queue,
-            "compression": None,
-            "user_agent_header": None,
-        }
+        self._options = WebsocketOptions(
+            max_frame_size, open_timeout, ping_interval, ping_timeout, close_timeout, max_queue
+        ).as_kwargs() | {"user_agent_header": None}
 
     async def dial(self, url: str) -> WebsocketsConnection:
         target = url.removeprefix("btp+")

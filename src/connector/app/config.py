@@ -19,6 +19,18 @@ from connector.domain.ilp.address import is_valid_address
 from connector.domain.oer import UINT64_MAX
 
 
+def valid_ilp_address(value: str) -> str:
+    if not is_valid_address(value):
+        raise ValueError("is not a valid ILP address (RFC-0015)")
+    return value
+
+
+def valid_node_id(value: str) -> str:
+    if not is_valid_peer_id(value):
+        raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,12 +52,7 @@ class PeerConfig(_Strict):
     username: str | None = None
     max_packet_amount: int | None = Field(None, ge=0, le=UINT64_MAX)
 
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        if not is_valid_peer_id(value):
-            raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
-        return value
+    _id = field_validator("id")(valid_node_id)
 
     @field_validator("url")
     @classmethod
@@ -83,19 +90,8 @@ class ConnectorConfig(_Strict):
     peers: list[PeerConfig] = []
     routes: list[RouteConfig] = []
 
-    @field_validator("ilp_address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not is_valid_address(value):
-            raise ValueError("is not a valid ILP address (RFC-0015)")
-        return value
-
-    @field_validator("node_id")
-    @classmethod
-    def _node_id(cls, value: str) -> str:
-        if not is_valid_peer_id(value):
-            raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
-        return value
+    _address = field_validator("ilp_address")(valid_ilp_address)
+    _node_id = field_validator("node_id")(valid_node_id)
 
     @model_validator(mode="after")
     def _references(self) -> ConnectorConfig:

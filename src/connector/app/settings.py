@@ -13,9 +13,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connector.app.config import ConnectorConfig
-from connector.domain.auth import is_valid_peer_id
-from connector.domain.ilp.address import is_valid_address
+from connector.app.config import ConnectorConfig, valid_ilp_address, valid_node_id
 
 #: The largest legal ILP packet is about 34 KB (32767 bytes of data, a 1023-byte address); a
 #: frame of 256 KiB leaves room for extra protocol data while bounding memory per message.
@@ -58,19 +56,8 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(10.0, ge=0, le=600)
     ping_interval: float = Field(20.0, gt=0, le=3600)
 
-    @field_validator("ilp_address")
-    @classmethod
-    def _address(cls, value: str) -> str:
-        if not is_valid_address(value):
-            raise ValueError(f"{value!r} is not a valid ILP address (RFC-0015)")
-        return value
-
-    @field_validator("node_id")
-    @classmethod
-    def _node_id(cls, value: str) -> str:
-        if not is_valid_peer_id(value):
-            raise ValueError("node_id must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
-        return value
+    _address = field_validator("ilp_address")(valid_ilp_address)
+    _node_id = field_validator("node_id")(valid_node_id)
 
 
 def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str, Any]:
