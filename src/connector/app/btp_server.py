@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
+from typing import Any
 
 from connector.app.btp_link import BtpLink, LinkContext, ServerLimits
 from connector.app.metrics import Metrics
@@ -85,10 +87,6 @@ class BtpServer:
             p: link for p in self.registry.connected_peers() if (link := self.registry.link_for(p))
         }
 
-    @property
-    def active_connections(self) -> int:
-        return len(self.connections)
-
     async def start(self, http: HttpHandler | None = None) -> None:
         """Listen; ``http`` answers plain HTTP GETs on the same port (health, metrics)."""
         await self.transport.start(self._accept, http)
@@ -111,8 +109,7 @@ class BtpServer:
             # connection must not wait for that.
             self.in_background(old.stop("replaced by a newer connection for this peer"))
 
-    def in_background(self, coro: object) -> None:
-        assert asyncio.iscoroutine(coro)
+    def in_background(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)

@@ -37,9 +37,8 @@ class Health:
     def peers(self) -> list[dict[str, Any]]:
         node = self._node
         registry = node.server.registry
-        ids = sorted(set(node.directory.policies) | set(registry.connected_peers()))
         out = []
-        for peer_id in ids:
+        for peer_id in node.known_peers():
             policy = node.directory.policy(peer_id)
             link = registry.link_for(peer_id)
             links = registry.links_of(peer_id)
@@ -53,7 +52,7 @@ class Health:
                     else ("dialed" if link.role is Role.CLIENT else "accepted"),
                     "since": _iso(link.opened_at) if link else None,
                     "lastSeen": _iso(max((x.last_seen or 0.0 for x in links), default=0.0) or None),
-                    "inFlight": sum(len(x.tasks) for x in links),
+                    "inFlight": registry.in_flight(peer_id),
                 }
             )
         return out

@@ -129,7 +129,9 @@ class Metrics:
         self.reconnects = Counter(
             "connector_reconnect_attempts", "dials to outgoing peers", ["peer"], registry=r
         )
+        # Cached label children: labels() takes a lock and a dict lookup, on every packet.
         self._outcomes: dict[tuple[str, str], Counter] = {}
+        self._per_peer: dict[str, tuple[Counter, Histogram]] = {}
 
     def watch(self, state: Callable[[], Iterable[tuple[str, bool, int]]]) -> None:
         """Export ``(peer, connected, in_flight)`` for every known peer at scrape time."""
@@ -147,8 +149,13 @@ class Metrics:
             if len(self._outcomes) < 10_000:
                 self._outcomes[key] = child
         child.inc()
-        self.amount.labels(peer).inc(amount)
-        self.latency.labels(peer).observe(seconds)
+        per_peer = self._per_peer.get(peer)
+        if per_peer is None:
+            per_peer = (self.amount.labels(peer), self.latency.labels(peer))
+            if len(self._per_peer) < 10_000:
+                self._per_peer[peer] = per_peer
+        per_peer[0].inc(amount)
+        per_peer[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -101,13 +101,13 @@ class ConnectorNode:
             return "ready"
         return "starting"
 
+    def known_peers(self) -> list[str]:
+        """Configured peers and any other peer connected now (open mode), sorted."""
+        return sorted(set(self.directory.policies) | set(self.server.registry.connected_peers()))
+
     def _peer_state(self) -> list[tuple[str, bool, int]]:
         registry = self.server.registry
-        ids = set(self.directory.policies) | set(registry.connected_peers())
-        return [
-            (p, registry.is_connected(p), sum(len(x.tasks) for x in registry.links_of(p)))
-            for p in sorted(ids)
-        ]
+        return [(p, registry.is_connected(p), registry.in_flight(p)) for p in self.known_peers()]
 
     async def start(self) -> None:
         await self.server.start(http=self.health.http)

@@ -65,6 +65,10 @@ class PeerRegistry:
     def links_of(self, peer_id: str) -> list[BtpLink]:
         return list(self._links.get(peer_id, ()))
 
+    def in_flight(self, peer_id: str) -> int:
+        """The peer's Prepares we are still working on, over all its links."""
+        return sum(len(link.tasks) for link in self._links.get(peer_id, ()))
+
     def connected_peers(self) -> list[str]:
         return sorted(p for p in self._links if self.is_connected(p))
 

@@ -54,11 +54,6 @@ class BtpErrorCode:
     Not ILP codes, though some look alike: there is no F02 here.
     """
 
-    T00_UNREACHABLE = ("T00", "UnreachableError")
-    F00_NOT_ACCEPTED = ("F00", "NotAcceptedError")
-    F01_INVALID_FIELDS = ("F01", "InvalidFieldsError")
-    F08_INSUFFICIENT_BALANCE = ("F08", "InsufficientBalanceError")
-
     NAMES = {
         "T00": "UnreachableError",
         "F00": "NotAcceptedError",
