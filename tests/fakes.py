@@ -7,9 +7,10 @@ import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 from connector.domain.ilp.packets import Fulfill, Prepare, Reject, Reply
+from connector.domain.pipeline import PacketRequest
 from connector.domain.secret import Secret
 
 START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -179,23 +180,30 @@ def make_prepare(
 
 
 class FakeProcessor:
-    """Answers by a rule; can hold packets until released, or raise. Records what it saw."""
+    """A pipeline step that answers by a rule; can hold packets until released, or raise.
+    Records what it saw as ``(peer_id, prepare)``."""
+
+    name: ClassVar[str] = "fake"
 
     def __init__(self, rule: Callable[[Prepare], Reply] | None = None) -> None:
-        self.rule = rule or (lambda prepare: Fulfill(FULFILLMENT, b"ok"))
+        self.rule: Callable[[Prepare], Any] = rule or (lambda prepare: Fulfill(FULFILLMENT, b"ok"))
         self.seen: list[tuple[str, Prepare]] = []
         self.hold = False
         self.released = asyncio.Event()
         self.started = 0
         self.raises: BaseException | None = None
 
-    async def process(self, prepare: Prepare, peer_id: str) -> Reply:
-        self.seen.append((peer_id, prepare))
+    def on_prepare(self, req: PacketRequest) -> Any:
+        self.seen.append((req.source.id, req.prepare))
         self.started += 1
         if self.raises is not None:
             raise self.raises
         if self.hold:
-            await self.released.wait()
+            return self._held(req.prepare)
+        return self.rule(req.prepare)
+
+    async def _held(self, prepare: Prepare) -> Any:
+        await self.released.wait()
         return self.rule(prepare)
 
 

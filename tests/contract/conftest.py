@@ -19,11 +19,16 @@ from websockets.exceptions import ConnectionClosed
 from connector.adapters.memory_transport import MemoryConnection, MemoryServerTransport
 from connector.adapters.websockets_transport import WebsocketsServerTransport
 from connector.app.btp_server import BtpServer, ServerLimits
+from connector.app.links import LinkContext, Links
+from connector.domain.accounts import Accounts
+from connector.domain.admission import Admission
 from connector.domain.auth import AuthPolicy, AuthThrottle
 from connector.domain.btp import frames
 from connector.domain.errors import PeerDisconnected
 from connector.domain.ilp import codec
 from connector.domain.ilp.packets import Prepare, Reply
+from connector.domain.pipeline import Pipeline, Step
+from connector.domain.ports import Clock, ServerTransport
 from tests.fakes import FakeClock, FakeProcessor, FakeSecretStore, RecordingLogSink
 
 GUARD = 10.0  # seconds: bounds every wait so a broken build fails instead of hanging
@@ -42,10 +47,18 @@ class Peer:
 
     async def send(self, data: bytes | str) -> None:
         if self._memory is not None:
-            await self._memory.send(data)
+            self._memory.send(data)
+            await asyncio.sleep(0)
         else:
             assert self._ws is not None
             await self._ws.send(data)
+
+    def pending(self) -> int:
+        """Messages received and not read yet."""
+        if self._memory is not None:
+            return len(self._memory._inbox)
+        assert self._ws is not None
+        return len(self._ws.recv_messages.frames)
 
     async def send_frame(self, frame: frames.Frame) -> None:
         await self.send(frames.encode(frame))
@@ -85,7 +98,7 @@ class Peer:
 
     async def close(self) -> None:
         if self._memory is not None:
-            await self._memory.close(1000, "bye")
+            self._memory.close(1000, "bye")
         elif self._ws is not None:
             await self._ws.close()
 
@@ -114,6 +127,32 @@ class Peer:
         return self._next_id
 
 
+def build_server(
+    transport: ServerTransport,
+    step: Step,
+    throttle: AuthThrottle,
+    clock: Clock,
+    log: RecordingLogSink,
+    limits: ServerLimits,
+    secrets: dict[str, str] | None = None,
+    address: str = NODE,
+) -> BtpServer:
+    """A BTP server whose pipeline is the one ``step``, every peer with a secret a child."""
+    links = Links(clock, log, address)
+    accounts = Accounts(address, [], open_children=True)
+    ctx = LinkContext(
+        Pipeline([step], address, links.spawn, log),
+        links,
+        accounts,
+        Admission(AuthPolicy(FakeSecretStore(secrets or SECRETS), accounts.is_known), throttle),
+        clock,
+        log,
+        address,
+        limits,
+    )
+    return BtpServer(transport, ctx)
+
+
 class Harness:
     def __init__(self, kind: str, limits: ServerLimits) -> None:
         self.kind = kind
@@ -128,15 +167,8 @@ class Harness:
             self.transport = WebsocketsServerTransport(
                 "127.0.0.1", 0, max_frame_size=MAX_FRAME, close_timeout=2.0
             )
-        self.server = BtpServer(
-            self.transport,
-            self.processor,
-            AuthPolicy(FakeSecretStore(SECRETS)),
-            self.throttle,
-            self.clock,
-            self.log,
-            NODE,
-            limits,
+        self.server = build_server(
+            self.transport, self.processor, self.throttle, self.clock, self.log, limits
         )
         self._clients: list[Peer] = []
 

@@ -89,7 +89,7 @@ class Network:
                 await asyncio.sleep(0.001)
 
     def connected(self, node: str, peer: str) -> bool:
-        return self.nodes[node].registry().is_connected(peer)
+        return self.nodes[node].links().is_connected(peer)
 
 
 def build(

@@ -38,7 +38,7 @@ async def node() -> AsyncIterator[tuple[Container, FakeProcessor, RecordingLogSi
     )
     processor = FakeProcessor()
     log = RecordingLogSink(nodeId="node-1")
-    container.processor.override(processor)
+    container.steps.override([processor])
     container.secret_store.override(FakeSecretStore(PEERS))
     container.log.override(log)
     yield container, processor, log

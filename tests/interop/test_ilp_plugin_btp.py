@@ -9,10 +9,11 @@ import pytest
 
 from connector.adapters.clock import SystemClock
 from connector.adapters.websockets_transport import WebsocketsServerTransport
-from connector.app.btp_server import BtpServer, ServerLimits
-from connector.domain.auth import AuthPolicy, AuthThrottle
+from connector.app.btp_server import ServerLimits
+from connector.domain.auth import AuthThrottle
 from connector.domain.ilp.packets import Fulfill
-from tests.fakes import FakeProcessor, FakeSecretStore, RecordingLogSink
+from tests.contract.conftest import build_server
+from tests.fakes import FakeProcessor, RecordingLogSink
 from tests.integration.helpers import connector_process
 from tests.interop.peers import run_client
 
@@ -62,15 +63,15 @@ async def test_reference_client_with_a_wrong_secret_does_not_get_in() -> None:
 async def test_reference_client_decodes_our_fulfills(count: int) -> None:
     processor = FakeProcessor()
     transport = WebsocketsServerTransport("127.0.0.1", 0, max_frame_size=256 * 1024)
-    server = BtpServer(
+    server = build_server(
         transport,
         processor,
-        AuthPolicy(FakeSecretStore({"alice": SECRET})),
         AuthThrottle(),
         SystemClock(),
         RecordingLogSink(),
-        "test.ours",
         ServerLimits(),
+        {"alice": SECRET},
+        "test.ours",
     )
     await server.start()
     try:

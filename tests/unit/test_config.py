@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from connector.app.config import load_config
-from connector.app.node import PeerDirectory
+from connector.app.container import build_accounts
 from connector.app.settings import Settings, runtime_config
+from connector.domain.accounts import Account, Accounts, Asset, Relation
 from connector.domain.errors import ConfigurationError
-from connector.domain.forwarding import Relation
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "connector.yaml"
 
@@ -101,8 +101,8 @@ def test_environment_variables_that_are_set_override_the_file(
     assert runtime_config(Settings(), None)["open_children"] is True
 
 
-def test_directory_builds_child_parent_and_static_routes() -> None:
-    directory = PeerDirectory(
+def test_accounts_are_parsed_once_and_imply_child_parent_and_static_routes() -> None:
+    accounts = build_accounts(
         "test.me",
         [
             {"id": "kid", "relation": "child"},
@@ -110,19 +110,28 @@ def test_directory_builds_child_parent_and_static_routes() -> None:
             {"id": "side", "relation": "peer", "max_packet_amount": 5},
         ],
         [{"prefix": "test.side", "peer": "side"}],
+        Asset("EUR", 2),
         open_children=False,
     )
-    assert directory.routes.resolve("test.me.kid.x") == "kid"
-    assert directory.routes.resolve("test.side.y") == "side"
-    assert directory.routes.resolve("g.anything") == "up"
-    assert directory.policy("side").max_packet_amount == 5  # type: ignore[union-attr]
-    assert directory.policy("stranger") is None
-    assert not directory.is_known("stranger")
+    routes = accounts.routing_table()
+    assert routes.resolve("test.me.kid.x") == "kid"
+    assert routes.resolve("test.side.y") == "side"
+    assert routes.resolve("g.anything") == "up"
+    side = accounts.get("side")
+    assert side == Account(
+        "side", Relation.PEER, Asset("EUR", 2), 5, send_routes=True, receive_routes=True
+    )
+    kid = accounts.get("kid")
+    assert kid is not None
+    assert (kid.send_routes, kid.receive_routes) == (False, False)  # children exchange no routes
+    assert accounts.get("stranger") is None
+    assert not accounts.is_known("stranger")
 
 
-def test_open_directory_treats_any_peer_as_a_child() -> None:
-    directory = PeerDirectory("test.me", [], [], open_children=True)
-    policy = directory.policy("anyone")
-    assert policy is not None
-    assert policy.relation is Relation.CHILD
-    assert directory.is_known("anyone")
+def test_open_accounts_treat_any_peer_as_a_child() -> None:
+    accounts = Accounts("test.me", [], open_children=True)
+    account = accounts.get("anyone")
+    assert account is not None
+    assert account.relation is Relation.CHILD
+    assert accounts.is_known("anyone")
+    assert accounts.routing_table(["anyone"]).resolve("test.me.anyone.x") == "anyone"

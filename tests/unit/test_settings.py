@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from connector.app.container import PROCESSING_CHAIN, Container
+from connector.app.container import Container
 from connector.app.settings import Settings, runtime_config
-from connector.domain.processing import ErrorBoundary
 
 
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -48,20 +47,23 @@ def test_bad_values_fail_loudly(monkeypatch: pytest.MonkeyPatch, name: str, valu
         Settings()
 
 
-def test_container_builds_the_chain_in_the_documented_order() -> None:
+def test_the_pipeline_that_runs_is_the_documented_list() -> None:
     container = Container()
     container.config.from_dict(
         runtime_config(Settings(ilp_address="test.z", transport="memory"), None)
     )
-    chain = []
-    step: object = container.processor()
-    while step is not None:
-        chain.append(type(step).__name__)
-        step = getattr(step, "_inner", None)
-    assert chain == list(PROCESSING_CHAIN)
-    server = container.btp_server()
-    assert isinstance(server.processor, ErrorBoundary)  # always the outermost step
-    assert server.processor._inner is container.processor()
+    pipeline = container.pipeline()
+    # The order the README and docs/architecture.md give, read from the pipeline that runs.
+    assert pipeline.names == [
+        "peer_protocols",
+        "route",
+        "max_packet_amount",
+        "expiry",
+        "fulfillment_check",
+        "send",
+    ]
+    assert container.link_context().pipeline is pipeline  # the links run this very list
+    assert pipeline.steps[-1].name == "send"
 
 
 def test_container_selects_the_transport() -> None:

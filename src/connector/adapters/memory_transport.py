@@ -1,8 +1,13 @@
-"""An in-memory transport: two connection ends joined by bounded in-process pipes.
+"""An in-memory transport: two connection ends joined in process, push-style like the WebSocket
+transport, so the same contract tests pass on both.
 
-It behaves like the WebSocket transport where the core can tell (whole messages, close codes,
-messages queued before a close are still delivered, the frame size limit closes with 1009,
-a full pipe makes the sender wait), so the same contract tests pass on both.
+What the core can tell, it behaves alike: whole messages, delivered in order on a later turn of
+the event loop (never re-entrantly inside ``send``); a close is delivered after the messages
+queued before it; a message above the receiver's size limit closes both ends with 1009 after the
+receiver's ``on_closing``; bytes queued for an end that is not reading count against the sender's
+high-water mark (``congested``), and a congested end stops delivering to its own handler.
+
+A test peer uses an end without a handler: ``await receive()`` pulls its messages.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ import itertools
 from collections import deque
 
 from connector.domain.errors import PeerDisconnected
-from connector.domain.ports import ConnectionHandler, HttpHandler
+from connector.domain.ports import AcceptHandler, ConnectionHandler, HttpHandler
 
 MESSAGE_TOO_BIG = 1009
 
@@ -20,61 +25,145 @@ MESSAGE_TOO_BIG = 1009
 class MemoryConnection:
     """One end of an in-memory connection, as the core's ``Connection`` port."""
 
-    def __init__(self, remote_address: str, *, max_size: int, max_queue: int) -> None:
+    def __init__(self, remote_address: str, *, max_size: int, high_water: int = 1 << 20) -> None:
         self._remote = remote_address
-        self._max_size = max_size
-        self._max_queue = max_queue
-        self._inbox: deque[bytes | str] = deque()
+        self.max_size = self._limit = max_size
+        self._high_water = high_water
+        self._inbox: deque[bytes | str | tuple[int, str]] = deque()
+        self._queued = 0  # bytes in our inbox: the far end's write buffer
+        self._handler: ConnectionHandler | None = None
+        self._scheduled = False
         self._changed = asyncio.Event()
+        self._closing = False
         self._closed: tuple[int, str] | None = None
         self.peer: MemoryConnection | None = None
+
+    # --- the Connection port ----------------------------------------------------------------
 
     @property
     def remote_address(self) -> str:
         return self._remote
 
     @property
+    def congested(self) -> bool:
+        peer = self.peer
+        return peer is not None and peer._queued > self._high_water
+
+    @property
     def close_info(self) -> tuple[int, str] | None:
         """``(code, reason)`` once closed, as the far end sent it (or 1006)."""
         return self._closed
 
-    async def receive(self) -> bytes | str:
-        while not self._inbox and self._closed is None:
-            self._changed.clear()
-            await self._changed.wait()
-        if self._inbox:
-            data = self._inbox.popleft()
-            if self.peer is not None:
-                self.peer._changed.set()  # room in our inbox: wake a waiting sender
-            return data
-        assert self._closed is not None
-        raise PeerDisconnected(*self._closed)
-
-    async def send(self, data: bytes | str) -> None:
-        peer = self.peer
-        if self._closed is not None or peer is None:
-            raise PeerDisconnected(*(self._closed or (1006, "")))
-        if len(data) > peer._max_size:
-            # As a WebSocket server would: the receiver refuses it unread and closes with 1009.
-            self._close_both(MESSAGE_TOO_BIG, "message too big")
-            return
-        while len(peer._inbox) >= peer._max_queue and self._closed is None:
-            self._changed.clear()
-            await self._changed.wait()
+    def start(self, handler: ConnectionHandler, *, max_message_size: int | None = None) -> None:
+        self._handler = handler
+        if max_message_size is not None:
+            self.set_max_message_size(max_message_size)
+        self._schedule()
         if self._closed is not None:
-            raise PeerDisconnected(*self._closed)
+            handler.on_closed(*self._closed)
+
+    def set_max_message_size(self, size: int | None) -> None:
+        self.max_size = self._limit if size is None else min(size, self._limit)
+
+    def send(self, data: bytes | str) -> None:
+        peer = self.peer
+        if self._closing or self._closed is not None or peer is None:
+            return
+        if len(data) > peer.max_size:
+            # As a WebSocket peer would: refused unread, after the receiver's last answers.
+            peer._too_big()
+            return
         peer._inbox.append(data)
-        peer._changed.set()
+        peer._queued += len(data)
+        peer._arrived()
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
-        self._close_both(code, reason)
-        await asyncio.sleep(0)
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        peer = self.peer
+        if self._closing or self._closed is not None:
+            return
+        self._closing = True
+        if peer is None:
+            self._gone(code, reason)
+            return
+        peer._inbox.append((code, reason))
+        peer._arrived()
+        if peer._handler is None:
+            # A test peer: its WebSocket library would complete the closing handshake at once.
+            self._gone(code, reason)
 
-    def _close_both(self, code: int, reason: str) -> None:
+    def abort(self) -> None:
         for end in (self, self.peer):
-            if end is not None and end._closed is None:
-                end._closed = (code, reason)
-                end._changed.set()
+            if end is not None:
+                end._gone(1006, "connection lost")
+
+    # --- the test side: pull when there is no handler ----------------------------------------
+
+    async def receive(self) -> bytes | str:
+        """The next message (test peers only). Raises ``PeerDisconnected`` once closed."""
+        while True:
+            if self._inbox:
+                item = self._inbox.popleft()
+                if isinstance(item, tuple):
+                    self._closed_by_far_end(*item)
+                    raise PeerDisconnected(*item)
+                self._queued -= len(item)
+                return item
+            if self._closed is not None:
+                raise PeerDisconnected(*self._closed)
+            self._changed.clear()
+            await self._changed.wait()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _arrived(self) -> None:
+        self._changed.set()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self._handler is not None and not self._scheduled and self._inbox:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self._scheduled = False
+        handler = self._handler
+        while self._inbox and handler is not None and self._closed is None:
+            if self.congested:
+                # Like a socket we stopped reading: the rest waits until we can write again.
+                asyncio.get_running_loop().call_later(0.001, self._schedule)
+                return
+            item = self._inbox.popleft()
+            if isinstance(item, tuple):
+                self._closed_by_far_end(*item)
+                return
+            self._queued -= len(item)
+            handler.on_message(item)
+
+    def _closed_by_far_end(self, code: int, reason: str) -> None:
+        peer = self.peer
+        self._gone(code, reason)
+        if peer is not None:
+            peer._gone(code, reason)
+
+    def _too_big(self) -> None:
+        if self._handler is not None and self._closed is None:
+            self._handler.on_closing(MESSAGE_TOO_BIG, "message too big")
+        # What the receiver queued before the close still reaches the sender.
+        self._closing = True
+        peer = self.peer
+        if peer is not None:
+            peer._inbox.append((MESSAGE_TOO_BIG, "message too big"))
+            peer._arrived()
+        self._gone(MESSAGE_TOO_BIG, "message too big")
+
+    def _gone(self, code: int, reason: str) -> None:
+        if self._closed is not None:
+            return
+        self._closed = (code, reason)
+        self._closing = True
+        self._changed.set()
+        if self._handler is not None:
+            self._handler.on_closed(code, reason)
 
 
 def connection_pair(
@@ -82,11 +171,11 @@ def connection_pair(
     server_address: str = "127.0.0.1:3000",
     *,
     max_size: int = 1 << 20,
-    max_queue: int = 64,
+    high_water: int = 1 << 20,
 ) -> tuple[MemoryConnection, MemoryConnection]:
     """Two joined ends: ``(client, server)``. Each end's remote_address names the other."""
-    client = MemoryConnection(server_address, max_size=max_size, max_queue=max_queue)
-    server = MemoryConnection(client_address, max_size=max_size, max_queue=max_queue)
+    client = MemoryConnection(server_address, max_size=max_size, high_water=high_water)
+    server = MemoryConnection(client_address, max_size=max_size, high_water=high_water)
     client.peer, server.peer = server, client
     return client, server
 
@@ -94,17 +183,17 @@ def connection_pair(
 class MemoryServerTransport:
     """A server transport that tests dial with ``connect()`` instead of a socket."""
 
-    def __init__(self, *, max_frame_size: int = 1 << 20, max_queue: int = 64) -> None:
+    def __init__(self, *, max_frame_size: int = 1 << 20, high_water: int = 1 << 20) -> None:
         self._max_size = max_frame_size
-        self._max_queue = max_queue
-        self._handler: ConnectionHandler | None = None
+        self._high_water = high_water
+        self._accept: AcceptHandler | None = None
         self._http: HttpHandler | None = None
         self._accepting = False
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._ends: list[MemoryConnection] = []
         self._ports = itertools.count(50000)
 
-    async def start(self, handler: ConnectionHandler, http: HttpHandler | None = None) -> None:
-        self._handler = handler
+    async def start(self, accept: AcceptHandler, http: HttpHandler | None = None) -> None:
+        self._accept = accept
         self._http = http
         self._accepting = True
 
@@ -114,26 +203,27 @@ class MemoryServerTransport:
         return result or (404, "text/plain", b"not found\n")
 
     async def connect(self, host: str = "127.0.0.1") -> MemoryConnection:
-        """Dial the server; returns the client end once the server is handling the other."""
-        if not self._accepting or self._handler is None:
+        """Dial the server; returns the client end once the server has accepted the other."""
+        if not self._accepting or self._accept is None:
             raise ConnectionRefusedError("memory transport is not accepting connections")
         client, server = connection_pair(
             f"{host}:{next(self._ports)}",
             "memory:0",
             max_size=self._max_size,
-            max_queue=self._max_queue,
+            high_water=self._high_water,
         )
-        task = asyncio.create_task(self._handler(server))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._ends = [end for end in self._ends if end.close_info is None]
+        self._ends.append(server)
+        self._accept(server)
         return client
 
     async def stop_accepting(self) -> None:
         self._accepting = False
 
     async def wait_closed(self) -> None:
-        if self._tasks:
-            await asyncio.wait(list(self._tasks))
+        # Polling, bounded by the caller: memory ends have no event to wait on together.
+        while any(end.close_info is None for end in self._ends):  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
 
     @property
     def address(self) -> str:

@@ -1,24 +1,50 @@
-"""The WebSocket transport, on the ``websockets`` asyncio server: whole binary messages in and out.
+"""The WebSocket transport: ``websockets``' sans-I/O protocol inside a plain ``asyncio.Protocol``.
 
-Thin on purpose: it moves messages between sockets and the core, maps ``ConnectionClosed`` to
-``PeerDisconnected``, and lets ``websockets`` enforce the frame size limit (``max_size``), which
-it checks from the frame header before reading the payload, closing with 1009.
+Why not the ``websockets`` asyncio connection: it costs a task wake-up per received message and
+a send context, a drain and a socket write per sent one. Here every read batch is handled
+synchronously in ``data_received``: each whole message goes straight to the connection's handler,
+and what handlers send (to this connection or any other) is written once per connection per
+batch, by one ``call_soon`` for all of them. ``websockets`` still does the protocol: the opening
+handshake, frame parsing and the frame size limit (checked from the header, unread: 1009),
+masking, ping/pong and the closing handshake.
+
+Every wait is bounded, by one periodic check per transport (not a timer per connection or per
+message): the opening handshake (``open_timeout``), the closing handshake (``close_timeout``,
+then the socket is aborted), keepalive (a ping every ``ping_interval``; no pong within
+``ping_timeout`` aborts), and a peer that stops reading (congested for ``ping_timeout``: abort).
+Back-pressure: above ``write_high_water`` bytes buffered for a peer, the connection is
+``congested`` and nothing more is read from that peer until the buffer drains.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
-from websockets.asyncio.client import connect
-from websockets.asyncio.connection import Connection as WsConnection
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.client import ClientProtocol
+from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import CLIENT, CLOSED, CONNECTING, OPEN, Protocol
+from websockets.server import ServerProtocol
+from websockets.uri import parse_uri
 
 from connector.domain.errors import PeerDisconnected
-from connector.domain.ports import ConnectionHandler, HttpHandler
+from connector.domain.ports import (
+    AcceptHandler,
+    ConnectionHandler,
+    HttpHandler,
+    LogSink,
+    NullSink,
+)
+
+_BINARY, _TEXT, _CONT, _PONG = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.PONG
 
 
 def _format_address(address: Any) -> str:
@@ -26,43 +52,6 @@ def _format_address(address: Any) -> str:
         host, port = address[0], address[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return str(address)
-
-
-def _disconnected(exc: ConnectionClosed) -> PeerDisconnected:
-    frame = exc.rcvd or exc.sent
-    code = frame.code if frame is not None else 1006
-    reason = frame.reason if frame is not None else "connection lost"
-    return PeerDisconnected(code, reason)
-
-
-class WebsocketsConnection:
-    """One accepted WebSocket, as the core's ``Connection`` port."""
-
-    __slots__ = ("_remote", "_ws")
-
-    def __init__(self, ws: WsConnection) -> None:
-        self._ws = ws
-        self._remote = _format_address(ws.remote_address)
-
-    @property
-    def remote_address(self) -> str:
-        return self._remote
-
-    async def receive(self) -> bytes | str:
-        try:
-            return await self._ws.recv()
-        except ConnectionClosed as exc:
-            raise _disconnected(exc) from None
-
-    async def send(self, data: bytes) -> None:
-        try:
-            await self._ws.send(data)
-        except ConnectionClosed as exc:
-            raise _disconnected(exc) from None
-
-    async def close(self, code: int, reason: str) -> None:
-        # websockets bounds this by close_timeout and never raises for an already closed socket.
-        await self._ws.close(code, reason[:120])
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,22 +63,408 @@ class WebsocketOptions:
     ping_interval: float | None = 20.0
     ping_timeout: float | None = 20.0
     close_timeout: float = 5.0
-    max_queue: int = 64
+    #: Bytes buffered for a peer before it counts as not reading (and we stop reading it).
+    write_high_water: int = 1 << 20
+    #: Sockets still in the opening handshake, at most.
+    max_handshakes: int = 1000
 
-    def as_kwargs(self) -> dict[str, Any]:
-        return {
-            "max_size": self.max_frame_size,  # refused from the frame header, unread: 1009
-            "open_timeout": self.open_timeout,
-            "ping_interval": self.ping_interval,
-            "ping_timeout": self.ping_timeout,
-            "close_timeout": self.close_timeout,
-            "max_queue": self.max_queue,
-            "compression": None,  # BTP frames are small and mostly random: not worth the CPU
-        }
+
+class _Flusher:
+    """Writes every connection that has data queued, once per event-loop iteration."""
+
+    def __init__(self) -> None:
+        self._dirty: list[WebSocket] = []
+
+    def mark(self, ws: WebSocket) -> None:
+        if not self._dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._dirty.append(ws)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for ws in dirty:
+            ws._flush()
+
+
+class _Registry:
+    """The connections of one transport and the one periodic check that bounds their waits."""
+
+    def __init__(self, options: WebsocketOptions, log: LogSink) -> None:
+        self.options = options
+        self.log = log
+        self.flusher = _Flusher()
+        self.connections: set[WebSocket] = set()
+        self.handshakes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._closed = asyncio.Event()
+        self._closed.set()
+
+    def add(self, ws: WebSocket) -> None:
+        self.connections.add(ws)
+        self._closed.clear()
+        if self._timer is None:
+            self._schedule()
+
+    def remove(self, ws: WebSocket) -> None:
+        self.connections.discard(ws)
+        if not self.connections:
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._tick(), self._check)
+
+    def _tick(self) -> float:
+        o = self.options
+        bounds = [o.open_timeout, o.close_timeout]
+        if o.ping_interval:
+            bounds.append(o.ping_interval)
+        if o.ping_timeout:
+            bounds.append(o.ping_timeout)
+        return max(0.05, min(1.0, min(bounds) / 4))
+
+    def _check(self) -> None:
+        self._timer = None
+        if not self.connections:
+            return
+        now = asyncio.get_running_loop().time()
+        for ws in list(self.connections):
+            ws._check(now)
+        self._schedule()
+
+
+class WebSocket(asyncio.Protocol):
+    """One WebSocket connection, either side, as the core's ``Connection`` port."""
+
+    def __init__(self, registry: _Registry, protocol: Protocol) -> None:
+        self._registry = registry
+        self._options = registry.options
+        self.ws = protocol
+        self._transport: asyncio.Transport | None = None
+        self._handler: ConnectionHandler | None = None
+        self._early: list[bytes | str] = []
+        self._fragments: list[bytes] = []
+        self._fragment_opcode: Opcode | None = None
+        self._remote = "unknown"
+        self._dirty = False
+        self._congested_since: float | None = None
+        self._reading_paused = False
+        self._ping_sent: float | None = None
+        self._last_ping = 0.0
+        self._close_deadline: float | None = None
+        self._late: list[bytes] | None = None  # answers written before a library-sent close
+        self._closed_reported = False
+        self._in_handshake = False
+        self._opened_at = 0.0
+        self.on_open: Callable[[WebSocket], None] | None = None  # set by the side that made it
+        self.handshake_done: asyncio.Future[None] | None = None
+
+    # --- the Connection port ----------------------------------------------------------------
+
+    @property
+    def remote_address(self) -> str:
+        return self._remote
+
+    @property
+    def congested(self) -> bool:
+        return self._congested_since is not None
+
+    def start(self, handler: ConnectionHandler, *, max_message_size: int | None = None) -> None:
+        self._handler = handler
+        if max_message_size is not None:
+            self.set_max_message_size(max_message_size)
+        early, self._early = self._early, []
+        for message in early:
+            if self._handler is None:
+                break
+            handler.on_message(message)
+        self._update_reading()
+        if self.ws.state is CLOSED and not self._closed_reported:
+            self._report_closed()
+
+    def set_max_message_size(self, size: int | None) -> None:
+        limit = self._options.max_frame_size
+        self.ws.max_message_size = limit if size is None else min(size, limit)
+
+    def send(self, data: bytes) -> None:
+        ws = self.ws
+        if ws.state is OPEN:
+            ws.send_binary(data)
+            self._mark()
+        elif self._late is not None:
+            frame = Frame(_BINARY, data)
+            self._late.append(frame.serialize(mask=ws.side is CLIENT, extensions=ws.extensions))
+
+    def close(self, code: int, reason: str) -> None:
+        ws = self.ws
+        if ws.state is OPEN:
+            ws.send_close(code, reason[:120])
+            self._mark()
+        if self._close_deadline is None and self._transport is not None:
+            loop = asyncio.get_running_loop()
+            self._close_deadline = loop.time() + self._options.close_timeout
+            if self.congested:  # the close frame cannot get through a full buffer
+                self.abort()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+    # --- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self._transport = transport
+        self._remote = _format_address(transport.get_extra_info("peername"))
+        high = self._options.write_high_water
+        transport.set_write_buffer_limits(high=high, low=high // 4)
+        self._opened_at = self._last_ping = asyncio.get_running_loop().time()
+        self._registry.add(self)
+        if self.ws.state is CONNECTING:
+            self._in_handshake = True
+            self._registry.handshakes += 1
+            if self._registry.handshakes > self._options.max_handshakes:
+                self._registry.log.warning(
+                    "btp_handshake_refused", remoteAddress=self._remote, reason="too many"
+                )
+                transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        ws = self.ws
+        was_open = ws.state is OPEN
+        ws.receive_data(data)
+        events = ws.events_received()
+        if was_open and ws.close_sent is not None and ws.parser_exc is not None:
+            # websockets failed the connection (an oversized message: 1009, bad framing: 1002)
+            # and queued its close frame: answers still owed go out before it.
+            pending = ws.data_to_send()
+            self._late = []
+            self._deliver(events)
+            if self._handler is not None:
+                self._handler.on_closing(ws.close_sent.code, ws.close_sent.reason)
+            late, self._late = self._late, None
+            self._write([*late, *pending])
+            return
+        if events:
+            self._deliver(events)
+        self._mark()
+
+    def eof_received(self) -> bool | None:
+        self.ws.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        ws = self.ws
+        self._handshake_over()
+        ws.receive_eof()
+        self._registry.remove(self)
+        if self.handshake_done is not None and not self.handshake_done.done():
+            self.handshake_done.set_exception(
+                PeerDisconnected(1006, "connection lost during the handshake")
+            )
+        self._report_closed()
+
+    def pause_writing(self) -> None:
+        self._congested_since = asyncio.get_running_loop().time()
+        self._update_reading()
+
+    def resume_writing(self) -> None:
+        self._congested_since = None
+        self._update_reading()
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _deliver(self, events: list[Any]) -> None:
+        for event in events:
+            if type(event) is Frame:
+                opcode = event.opcode
+                if opcode is _BINARY or opcode is _TEXT:
+                    if event.fin:
+                        self._message(bytes(event.data) if opcode is _BINARY else _text(event))
+                    else:
+                        self._fragment_opcode = opcode
+                        self._fragments = [bytes(event.data)]
+                elif opcode is _CONT:
+                    # websockets bounds the whole message by max_message_size.
+                    self._fragments.append(bytes(event.data))
+                    if event.fin:
+                        data = b"".join(self._fragments)
+                        self._fragments = []
+                        binary = self._fragment_opcode is _BINARY
+                        self._message(data if binary else data.decode("utf-8", "replace"))
+                elif opcode is _PONG:
+                    self._ping_sent = None
+            elif isinstance(event, Request):
+                self._handshake_request(event)
+            elif isinstance(event, Response):
+                self._handshake_response()
+
+    def _message(self, data: bytes | str) -> None:
+        handler = self._handler
+        if handler is not None:
+            handler.on_message(data)
+        else:
+            self._early.append(data)
+            self._update_reading()  # nothing more until the handler is there
+
+    def _handshake_request(self, request: Request) -> None:
+        ws = self.ws
+        assert isinstance(ws, ServerProtocol)
+        server = self._registry
+        assert isinstance(server, _ServerRegistry)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            # Plain HTTP before any upgrade: health and metrics share the BTP port.
+            ws.send_response(server.http_response(ws, request))
+            self._handshake_over()
+            self._mark()
+            return
+        response = ws.accept(request)
+        ws.send_response(response)
+        self._mark()
+        self._handshake_over()
+        if response.status_code == 101:
+            server.accept(self)
+
+    def _handshake_response(self) -> None:
+        ws = self.ws
+        self._handshake_over()
+        done = self.handshake_done
+        if done is not None and not done.done():
+            if ws.handshake_exc is not None:
+                done.set_exception(ws.handshake_exc)
+            else:
+                done.set_result(None)
+
+    def _handshake_over(self) -> None:
+        if self._in_handshake:
+            self._in_handshake = False
+            self._registry.handshakes -= 1
+
+    def _mark(self) -> None:
+        if not self._dirty:
+            self._dirty = True
+            self._registry.flusher.mark(self)
+
+    def _flush(self) -> None:
+        self._dirty = False
+        self._write(self.ws.data_to_send())
+
+    def _write(self, chunks: list[bytes]) -> None:
+        transport = self._transport
+        if transport is None or not chunks or transport.is_closing():
+            return
+        eof = not chunks[-1]
+        data = b"".join(chunks)
+        if data:
+            transport.write(data)
+        if eof:
+            # The closing handshake is done on our side: half-close, or close.
+            if transport.can_write_eof():
+                with contextlib.suppress(Exception):  # uvloop may raise RuntimeError
+                    transport.write_eof()
+            else:
+                transport.close()
+
+    def _update_reading(self) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        pause = self.congested or (self._handler is None and bool(self._early))
+        if pause and not self._reading_paused:
+            transport.pause_reading()
+            self._reading_paused = True
+        elif not pause and self._reading_paused:
+            transport.resume_reading()
+            self._reading_paused = False
+
+    def _check(self, now: float) -> None:
+        """The bounds of every wait, checked periodically by the registry."""
+        transport = self._transport
+        if transport is None:
+            return
+        o = self._options
+        state = self.ws.state
+        if state is CONNECTING:
+            if now - self._opened_at > o.open_timeout:
+                self._registry.log.warning(
+                    "btp_handshake_timeout", remoteAddress=self._remote, seconds=o.open_timeout
+                )
+                transport.abort()
+            return
+        if self._close_deadline is not None and now > self._close_deadline:
+            transport.abort()
+            return
+        timeout = o.ping_timeout
+        if timeout is not None and self._congested_since is not None:
+            if now - self._congested_since > timeout:
+                self._registry.log.warning(
+                    "btp_peer_not_reading", remoteAddress=self._remote, seconds=timeout
+                )
+                transport.abort()
+            return
+        if state is not OPEN or not o.ping_interval:
+            return
+        if self._ping_sent is not None:
+            if timeout is not None and now - self._ping_sent > timeout:
+                self.close(1011, "keepalive ping timeout")
+            return
+        if now - self._last_ping >= o.ping_interval:
+            self._last_ping = self._ping_sent = now
+            self.ws.send_ping(b"")
+            self._mark()
+
+    def _report_closed(self) -> None:
+        if self._closed_reported or self._handler is None:
+            return
+        self._closed_reported = True
+        ws = self.ws
+        frame = ws.close_rcvd or ws.close_sent
+        code = frame.code if frame is not None else 1006
+        reason = frame.reason if frame is not None else "connection lost"
+        self._handler.on_closed(code, reason)
+
+
+def _text(frame: Frame) -> str:
+    return bytes(frame.data).decode("utf-8", "replace")
+
+
+class _ServerRegistry(_Registry):
+    def __init__(
+        self,
+        options: WebsocketOptions,
+        log: LogSink,
+        accept: AcceptHandler,
+        http: HttpHandler | None,
+    ) -> None:
+        super().__init__(options, log)
+        self.accept = accept
+        self.http = http
+
+    def http_response(self, ws: ServerProtocol, request: Request) -> Response:
+        result = self.http(request.path.split("?", 1)[0]) if self.http is not None else None
+        if result is None:
+            return ws.reject(HTTPStatus.NOT_FOUND, "not found\n")
+        status, content_type, body = result
+        response = ws.reject(HTTPStatus(status), "")
+        headers = Headers(
+            [
+                ("Date", response.headers["Date"]),
+                ("Connection", "close"),
+                ("Content-Length", str(len(body))),
+                ("Content-Type", content_type),
+                ("Cache-Control", "no-store"),
+            ]
+        )
+        return Response(response.status_code, response.reason_phrase, headers, body)
 
 
 class WebsocketsServerTransport:
-    """Listens on ``host:port`` and hands every WebSocket connection to the handler."""
+    """Listens on ``host:port`` and hands every WebSocket connection to ``accept``."""
 
     def __init__(
         self,
@@ -101,46 +476,50 @@ class WebsocketsServerTransport:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 5.0,
-        max_queue: int = 64,
+        write_high_water: int = 1 << 20,
+        max_handshakes: int = 1000,
+        log: LogSink | None = None,
     ) -> None:
         self._host = host
         self._port = port
         self._options = WebsocketOptions(
-            max_frame_size, open_timeout, ping_interval, ping_timeout, close_timeout, max_queue
-        ).as_kwargs() | {"server_header": None}
-        self._server: Server | None = None
-
-    async def start(self, handler: ConnectionHandler, http: HttpHandler | None = None) -> None:
-        async def on_connection(ws: ServerConnection) -> None:
-            await handler(WebsocketsConnection(ws))
-
-        def process_request(ws: ServerConnection, request: Request) -> Response | None:
-            # websockets answers plain HTTP before the upgrade: health and metrics share the
-            # BTP port, so a container exposes one port.
-            if request.headers.get("Upgrade", "").lower() == "websocket":
-                return None
-            result = http(request.path.split("?", 1)[0]) if http is not None else None
-            if result is None:
-                return ws.respond(HTTPStatus.NOT_FOUND, "not found\n")
-            status, content_type, body = result
-            response = ws.respond(HTTPStatus(status), body.decode("utf-8"))
-            del response.headers["Content-Type"]  # Headers appends on set: replace, not add
-            response.headers["Content-Type"] = content_type
-            response.headers["Cache-Control"] = "no-store"
-            return response
-
-        self._server = await serve(
-            on_connection, self._host, self._port, process_request=process_request, **self._options
+            max_frame_size,
+            open_timeout,
+            ping_interval,
+            ping_timeout,
+            close_timeout,
+            write_high_water,
+            max_handshakes,
         )
+        self._log = log or NullSink()
+        self._server: asyncio.Server | None = None
+        self._registry: _ServerRegistry | None = None
+
+    async def start(self, accept: AcceptHandler, http: HttpHandler | None = None) -> None:
+        registry = _ServerRegistry(self._options, self._log, accept, http)
+        self._registry = registry
+        logger = logging.getLogger("websockets.server")
+        max_size = self._options.max_frame_size
+
+        def factory() -> WebSocket:
+            return WebSocket(registry, ServerProtocol(max_size=max_size, logger=logger))
+
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(factory, self._host, self._port)
 
     async def stop_accepting(self) -> None:
         if self._server is not None:
             # Closes the listening socket only: open connections are the core's to close.
-            self._server.close(close_connections=False)
+            self._server.close()
 
     async def wait_closed(self) -> None:
-        if self._server is not None:
-            await self._server.wait_closed()
+        if self._registry is not None:
+            await self._registry.wait_closed()
+
+    @property
+    def connections(self) -> int:
+        """Open sockets, in the handshake or after it."""
+        return len(self._registry.connections) if self._registry is not None else 0
 
     @property
     def address(self) -> str:
@@ -171,13 +550,51 @@ class WebsocketsDialer:
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
         close_timeout: float = 5.0,
-        max_queue: int = 64,
+        write_high_water: int = 1 << 20,
+        log: LogSink | None = None,
     ) -> None:
         self._options = WebsocketOptions(
-            max_frame_size, open_timeout, ping_interval, ping_timeout, close_timeout, max_queue
-        ).as_kwargs() | {"user_agent_header": None}
+            max_frame_size,
+            open_timeout,
+            ping_interval,
+            ping_timeout,
+            close_timeout,
+            write_high_water,
+        )
+        self._log = log or NullSink()
+        self._registry: _Registry | None = None
 
-    async def dial(self, url: str) -> WebsocketsConnection:
-        target = url.removeprefix("btp+")
-        ws = await connect(target, **self._options)
-        return WebsocketsConnection(ws)
+    async def dial(self, url: str) -> WebSocket:
+        if self._registry is None:
+            self._registry = _Registry(self._options, self._log)
+        registry = self._registry
+        uri = parse_uri(url.removeprefix("btp+"))
+        protocol = ClientProtocol(
+            uri,
+            max_size=self._options.max_frame_size,
+            logger=logging.getLogger("websockets.client"),
+        )
+        loop = asyncio.get_running_loop()
+        context = ssl.create_default_context() if uri.secure else None
+        ws = WebSocket(registry, protocol)
+        ws.handshake_done = loop.create_future()
+        async with asyncio.timeout(self._options.open_timeout):
+            await loop.create_connection(
+                lambda: ws,
+                uri.host,
+                uri.port,
+                ssl=context,
+                server_hostname=uri.host if context else None,
+            )
+            try:
+                protocol.send_request(protocol.connect())
+                ws._mark()
+                await ws.handshake_done
+            except BaseException:
+                ws.abort()
+                raise
+        return ws
+
+    async def wait_closed(self) -> None:
+        if self._registry is not None:
+            await self._registry.wait_closed()

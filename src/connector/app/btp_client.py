@@ -2,7 +2,7 @@
 
 Each ``OutgoingPeer`` keeps one dialed ``BtpLink`` to a peer that has a ``url``. WebSocket pings
 (the transport's keepalive) detect a dead peer; when the link drops, its requests in flight fail
-at once (the forwarder answers T01) and the peer is dialed again after an exponential delay with
+at once (the pipeline answers T01) and the peer is dialed again after an exponential delay with
 jitter, reset by every successful auth.
 """
 
@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from connector.app.btp_link import BtpLink
-from connector.app.btp_server import BtpServer
+from connector.app.link import BtpLink
+from connector.app.links import LinkContext
 from connector.domain.backoff import Backoff
 from connector.domain.btp.session import Role
 from connector.domain.ports import Dialer
@@ -22,7 +22,7 @@ from connector.domain.secret import Secret
 class OutgoingPeer:
     def __init__(
         self,
-        server: BtpServer,
+        ctx: LinkContext,
         dialer: Dialer,
         peer_id: str,
         url: str,
@@ -30,7 +30,7 @@ class OutgoingPeer:
         secret: Secret,
         backoff: Backoff | None = None,
     ) -> None:
-        self._server = server
+        self._ctx = ctx
         self._dialer = dialer
         self.peer_id = peer_id
         self.url = url
@@ -42,7 +42,7 @@ class OutgoingPeer:
         self.link: BtpLink | None = None
         self.attempts = 0
         self.tried = asyncio.Event()
-        self.log = server.log.bind(peerId=peer_id, url=url)
+        self.log = ctx.log.bind(peerId=peer_id, url=url)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -50,17 +50,17 @@ class OutgoingPeer:
     async def stop(self) -> None:
         self._stopping = True
         if self.link is not None:
-            await self.link.stop("connector shutting down")
+            self.link.stop("connector shutting down")
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        ctx = self._server.ctx
-        while not self._stopping and not ctx.draining:
+        ctx = self._ctx
+        while not self._stopping and not ctx.links.draining:
             self.attempts += 1
-            ctx.metrics.reconnects.labels(self.peer_id).inc()
+            ctx.observer.dialing(self.peer_id)
             try:
                 async with ctx.clock.timeout(ctx.limits.auth_timeout * 2):
                     conn = await self._dialer.dial(self.url)
@@ -71,28 +71,29 @@ class OutgoingPeer:
                     error=f"{type(exc).__name__}: {exc}"[:200],
                 )
             else:
-                link = BtpLink(
-                    ctx,
-                    conn,
-                    Role.CLIENT,
-                    peer_id=self.peer_id,
-                    log=self._server.log,
-                    on_open=self._opened,
-                )
+                link = BtpLink(ctx, conn, Role.CLIENT, peer_id=self.peer_id)
                 self.link = link
                 try:
-                    await link.run_client(self._username, self._secret)
+                    link.start(self._username, self._secret)
+                    await self._opened_or_closed(link)
+                    await link.closed.wait()
                 finally:
-                    self._server.registry.detach(self.peer_id, link)
                     self.link = None
             self.tried.set()
-            if self._stopping or ctx.draining:
+            if self._stopping or ctx.links.draining:
                 return
             delay = self._backoff.next()
             self.log.info("btp_reconnect_scheduled", attempt=self.attempts, delay=round(delay, 3))
             await ctx.clock.sleep(delay)
 
-    def _opened(self, link: BtpLink) -> None:
-        self._backoff.reset()
-        self._server.registry.attach(self.peer_id, link)
-        self.tried.set()
+    async def _opened_or_closed(self, link: BtpLink) -> None:
+        opened = asyncio.ensure_future(link.opened.wait())
+        closed = asyncio.ensure_future(link.closed.wait())
+        try:
+            await asyncio.wait([opened, closed], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            opened.cancel()
+            closed.cancel()
+        if link.opened.is_set():
+            self._backoff.reset()
+            self.tried.set()

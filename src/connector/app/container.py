@@ -1,9 +1,13 @@
 """The wiring diagram: every component and what it is built from, top to bottom.
 
-Nothing is built at import time. Tests override any provider (transport, dialer, processor,
-secret store, clock) with ``container.X.override(...)``; ``transport`` and ``dialer`` are chosen
-by the ``transport`` setting. The packet processing chain is ``PROCESSING_CHAIN``, outermost first;
-the BTP server wraps it in ``ErrorBoundary``, so that is always the outermost step.
+Nothing is built at import time. Tests override any provider (transport, dialer, secret store,
+clock, log) with ``container.X.override(...)``; ``transport`` and ``dialer`` are chosen by the
+``transport`` setting. The configuration file's peers are parsed once, here, into typed
+``Account`` values; nothing downstream reads a dict.
+
+The packet pipeline is ``build_steps``' list, outermost first, and that list is what runs
+(``Pipeline.names`` reads it back): incoming steps (per sender account), routing, outgoing steps
+(per next-hop account), and the send to the next hop last. A new step goes into that list.
 """
 
 from __future__ import annotations
@@ -18,63 +22,97 @@ from connector.adapters.memory_transport import MemoryDialer, MemoryNetwork, Mem
 from connector.adapters.structlog_sink import node_logger
 from connector.adapters.websockets_transport import WebsocketsDialer, WebsocketsServerTransport
 from connector.app.btp_client import OutgoingPeer
-from connector.app.btp_link import ServerLimits
 from connector.app.btp_server import BtpServer
+from connector.app.config import PeerConfig, RouteConfig
+from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
-from connector.app.node import ConnectorNode, PeerDirectory
-from connector.app.peers import PeerRegistry
+from connector.app.node import ConnectorNode
+from connector.domain.accounts import Account, Accounts, Asset
+from connector.domain.admission import Admission
 from connector.domain.auth import AuthPolicy, AuthThrottle
 from connector.domain.backoff import Backoff
 from connector.domain.errors import ConfigurationError
-from connector.domain.forwarding import Asset, Forwarder, ForwardingRules, PeerProtocols
-from connector.domain.ports import Clock, Dialer, LogSink, PacketProcessor, SecretStore
+from connector.domain.forwarding import (
+    Expiry,
+    ForwardingRules,
+    FulfillmentCheck,
+    MaxPacketAmount,
+    PeerProtocols,
+    Route,
+    Send,
+)
+from connector.domain.pipeline import Pipeline, Step
+from connector.domain.ports import Clock, Dialer, LogSink, SecretStore
+from connector.domain.routing import Routes
 
-#: The order of the processing chain, outermost first.
-PROCESSING_CHAIN = ("PeerProtocols", "Forwarder")
+
+def parse_peers(peers: list[dict[str, Any]]) -> list[PeerConfig]:
+    return [PeerConfig.model_validate(p) for p in peers]
 
 
-def build_chain(
+def build_accounts(
     ilp_address: str,
-    directory: PeerDirectory,
-    registry: PeerRegistry,
+    peers: list[dict[str, Any]],
+    routes: list[dict[str, str]],
+    asset: Asset,
+    open_children: bool,
+) -> Accounts:
+    """Every configured peer's ``Account``, and the routes, parsed once."""
+    return Accounts(
+        ilp_address,
+        (
+            Account.of(p.id, p.relation, asset, max_packet_amount=p.max_packet_amount)
+            for p in parse_peers(peers)
+        ),
+        ((r.prefix, r.peer) for r in (RouteConfig.model_validate(x) for x in routes)),
+        open_children=open_children,
+        asset=asset,
+    )
+
+
+def build_steps(
+    accounts: Accounts,
+    routes: Routes,
+    links: Links,
     clock: Clock,
     rules: ForwardingRules,
-    asset: Asset,
     log: LogSink,
-) -> PacketProcessor:
-    """Compose the chain in ``PROCESSING_CHAIN`` order."""
-    forwarder = Forwarder(
-        ilp_address, directory.routes, directory.policy, registry, clock, rules, log
-    )
-    return PeerProtocols(forwarder, ilp_address, directory.policy, asset, clock)
+) -> list[Step]:
+    """The pipeline's steps, outermost first: this list is what runs."""
+    address = accounts.ilp_address
+    return [
+        # incoming, per sender account
+        PeerProtocols(accounts, clock),
+        # routing: chooses the next-hop account
+        Route(accounts, routes),
+        # outgoing, per next-hop account
+        MaxPacketAmount(address),
+        Expiry(address, clock, rules),
+        FulfillmentCheck(address, log),
+        Send(links),
+    ]
 
 
 def build_outgoing(
     peers: list[dict[str, Any]],
     node_id: str,
-    server: BtpServer,
+    ctx: LinkContext,
     dialer: Dialer,
     secrets: SecretStore,
 ) -> list[OutgoingPeer]:
     """One OutgoingPeer per peer with a url; each needs its secret, or start-up fails."""
     outgoing = []
-    for peer in peers:
-        if not peer.get("url"):
+    for peer in parse_peers(peers):
+        if not peer.url:
             continue
-        secret = secrets.secret_for(peer["id"])
+        secret = secrets.secret_for(peer.id)
         if secret is None:
             raise ConfigurationError(
-                f"peer {peer['id']!r} has a url but {secret_variable(peer['id'])} is not set"
+                f"peer {peer.id!r} has a url but {secret_variable(peer.id)} is not set"
             )
         outgoing.append(
             OutgoingPeer(
-                server,
-                dialer,
-                peer["id"],
-                peer["url"],
-                peer.get("username") or node_id,
-                secret,
-                Backoff(),
+                ctx, dialer, peer.id, peer.url, peer.username or node_id, secret, Backoff()
             )
         )
     return outgoing
@@ -87,34 +125,41 @@ class Container(containers.DeclarativeContainer):
     log = providers.Singleton(node_logger, node_id=config.node_id)
     secret_store = providers.Singleton(EnvSecretStore)
 
-    directory = providers.Singleton(
-        PeerDirectory,
+    asset = providers.Singleton(Asset, code=config.asset_code, scale=config.asset_scale)
+    accounts = providers.Singleton(
+        build_accounts,
         ilp_address=config.ilp_address,
         peers=config.peers,
         routes=config.routes,
+        asset=asset,
         open_children=config.open_children,
     )
-    registry = providers.Singleton(PeerRegistry)
-    auth_policy = providers.Singleton(
-        AuthPolicy, secrets=secret_store, is_known=directory.provided.is_known
+    routes = providers.Singleton(Routes)
+    admission = providers.Singleton(
+        Admission,
+        policy=providers.Singleton(
+            AuthPolicy, secrets=secret_store, is_known=accounts.provided.is_known
+        ),
+        throttle=providers.Singleton(AuthThrottle),
     )
-    auth_throttle = providers.Singleton(AuthThrottle)
+    links = providers.Singleton(Links, clock=clock, log=log, ilp_address=config.ilp_address)
 
     rules = providers.Singleton(
         ForwardingRules,
         min_message_window=config.min_message_window,
         max_hold_time=config.max_hold_time,
     )
-    asset = providers.Singleton(Asset, code=config.asset_code, scale=config.asset_scale)
-    processor = providers.Singleton(
-        build_chain,
-        ilp_address=config.ilp_address,
-        directory=directory,
-        registry=registry,
+    steps = providers.Singleton(
+        build_steps,
+        accounts=accounts,
+        routes=routes,
+        links=links,
         clock=clock,
         rules=rules,
-        asset=asset,
         log=log,
+    )
+    pipeline = providers.Singleton(
+        Pipeline, steps=steps, ilp_address=config.ilp_address, spawn=links.provided.spawn, log=log
     )
 
     memory_network = providers.Singleton(MemoryNetwork)
@@ -127,6 +172,8 @@ class Container(containers.DeclarativeContainer):
             max_frame_size=config.max_frame_size,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_interval,
+            max_handshakes=config.max_connections,
+            log=log,
         ),
         memory=providers.Singleton(MemoryServerTransport, max_frame_size=config.max_frame_size),
     )
@@ -137,6 +184,7 @@ class Container(containers.DeclarativeContainer):
             max_frame_size=config.max_frame_size,
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_interval,
+            log=log,
         ),
         memory=providers.Singleton(MemoryDialer, network=memory_network),
     )
@@ -149,26 +197,26 @@ class Container(containers.DeclarativeContainer):
         shutdown_timeout=config.shutdown_timeout,
         max_connections=config.max_connections,
     )
-
     metrics = providers.Singleton(Metrics)
-    btp_server = providers.Singleton(
-        BtpServer,
-        transport=transport,
-        processor=processor,
-        auth=auth_policy,
-        throttle=auth_throttle,
+    link_context = providers.Singleton(
+        LinkContext,
+        pipeline=pipeline,
+        links=links,
+        accounts=accounts,
+        admission=admission,
         clock=clock,
         log=log,
         ilp_address=config.ilp_address,
         limits=limits,
-        registry=registry,
-        metrics=metrics,
+        observer=metrics,
+        debug=config.debug,
     )
+    btp_server = providers.Singleton(BtpServer, transport=transport, ctx=link_context)
     outgoing = providers.Singleton(
         build_outgoing,
         peers=config.peers,
         node_id=config.node_id,
-        server=btp_server,
+        ctx=link_context,
         dialer=dialer,
         secrets=secret_store,
     )
@@ -176,7 +224,8 @@ class Container(containers.DeclarativeContainer):
         ConnectorNode,
         server=btp_server,
         outgoing=outgoing,
-        directory=directory,
+        accounts=accounts,
+        routes=routes,
         log=log,
         node_id=config.node_id,
     )

@@ -5,8 +5,9 @@ receiver as children, starts the receiver (which fulfills every Prepare whose fu
 sha256 of its data), runs the sender (which sends the packets, checks every Fulfill against its
 condition, and reports), prints the counts and packets per second, then stops everything.
 
-The sender and receiver are endpoints built from this package's own ``BtpLink`` in the client
-role: ``python -m connector.app.demo sender|receiver --url ws://...`` (the secret in DEMO_SECRET).
+The sender and receiver are ``Endpoint``s, built from this package's own ``BtpLink`` in the
+client role: ``python -m connector.app.demo sender|receiver --url ws://...`` (the secret in
+DEMO_SECRET).
 """
 
 from __future__ import annotations
@@ -27,60 +28,43 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from connector.adapters.clock import SystemClock
 from connector.adapters.websockets_transport import WebsocketsDialer
-from connector.app.btp_link import BtpLink, LinkContext, ServerLimits
-from connector.domain.btp.session import Role
-from connector.domain.errors import TransportError
+from connector.app.endpoint import Endpoint
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Prepare, Reject, Reply
-from connector.domain.ports import NullSink
-from connector.domain.processing import ErrorBoundary, RejectAll
 from connector.domain.secret import Secret
 
 GUARD = 60.0  # seconds: no step of the demo may hang longer than this
 
 
-class FulfillByHash:
+def fulfill_by_hash(prepare: Prepare) -> Reply:
     """The demo receiver: fulfillment = sha256(data), when that matches the condition."""
-
-    async def process(self, prepare: Prepare, peer_id: str) -> Reply:
-        fulfillment = hashlib.sha256(prepare.data).digest()
-        if hashlib.sha256(fulfillment).digest() != prepare.execution_condition:
-            return Reject(IlpErrorCode.F06_UNEXPECTED_PAYMENT, "test.demo.receiver", "unexpected")
-        return Fulfill(fulfillment, b"thanks")
+    fulfillment = hashlib.sha256(prepare.data).digest()
+    if hashlib.sha256(fulfillment).digest() != prepare.execution_condition:
+        return Reject(IlpErrorCode.F06_UNEXPECTED_PAYMENT, "test.demo.receiver", "unexpected")
+    return Fulfill(fulfillment, b"thanks")
 
 
-async def _endpoint(url: str, username: str, processor: Any) -> tuple[BtpLink, asyncio.Task[None]]:
-    ctx = LinkContext(
-        ErrorBoundary(processor, "test.demo"),
-        SystemClock(),
-        NullSink(),
-        "test.demo",
-        ServerLimits(),
-    )
+async def _endpoint(url: str, username: str, answer: Any = None) -> Endpoint:
     conn = await WebsocketsDialer(max_frame_size=1 << 20).dial(url)
-    link = BtpLink(ctx, conn, Role.CLIENT, peer_id="connector")
-    task = asyncio.create_task(
-        link.run_client(username, Secret(os.environ["DEMO_SECRET"].encode()))
-    )
-    async with asyncio.timeout(GUARD):
-        await link.opened.wait()
-    return link, task
+    endpoint = Endpoint(conn, f"test.demo.{username}", answer)
+    await endpoint.open(username, Secret(os.environ["DEMO_SECRET"].encode()), GUARD)
+    return endpoint
 
 
 async def run_receiver(url: str) -> None:
-    link, task = await _endpoint(url, "receiver", FulfillByHash())
+    endpoint = await _endpoint(url, "receiver", fulfill_by_hash)
     print(json.dumps({"event": "ready"}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
-    await link.stop("demo over")
+    closed = asyncio.create_task(endpoint.link.closed.wait())
+    await asyncio.wait([closed, asyncio.create_task(stop.wait())], return_when="FIRST_COMPLETED")
+    endpoint.stop("demo over")
 
 
 async def run_sender(url: str, destination: str, count: int, in_flight: int) -> dict[str, Any]:
-    link, task = await _endpoint(url, "sender", RejectAll("test.demo.sender"))
+    endpoint = await _endpoint(url, "sender")
     gate = asyncio.Semaphore(in_flight)
     codes: dict[str, int] = {}
     fulfilled = invalid = 0
@@ -100,11 +84,7 @@ async def run_sender(url: str, destination: str, count: int, in_flight: int) -> 
         )
         async with gate:
             started = time.perf_counter()
-            try:
-                reply = await link.send_prepare(prepare)
-            except TransportError:
-                codes["BTP"] = codes.get("BTP", 0) + 1
-                return
+            reply = await endpoint.send(prepare)
             latencies.append(time.perf_counter() - started)
         if isinstance(reply, Fulfill):
             if hashlib.sha256(reply.fulfillment).digest() == condition:
@@ -118,8 +98,7 @@ async def run_sender(url: str, destination: str, count: int, in_flight: int) -> 
     async with asyncio.timeout(GUARD):
         await asyncio.gather(*(one(i) for i in range(count)))
     seconds = time.perf_counter() - started
-    await link.stop("demo over")
-    task.cancel()
+    endpoint.stop("demo over")
     latencies.sort()
     return {
         "sent": count,

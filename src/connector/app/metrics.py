@@ -1,39 +1,56 @@
-"""Prometheus metrics, in a registry of their own per node (``prometheus-client``).
+"""Metrics and the link observer: plain counters on the per-packet path, Prometheus at scrape time.
+
+Each peer has a ``PeerStats`` of plain integers that its links bump as they answer Prepares (a
+dict increment and a bisect: no lock, no label lookup, no Prometheus call per packet). A collector
+turns them into Prometheus families when ``/metrics`` is scraped, together with the gauges of
+the node's state. Rare events (auth failures, BTP errors, dials) are ordinary Prometheus counters.
 
 Label values are bounded: peer ids come from the configuration (or the secrets in the
-environment), reject codes are the 21 of RFC-0027 or ``other``, auth failure reasons a fixed
-set. Gauges that describe state (connected peers, packets in flight) are computed when scraped,
-so they cost nothing per packet.
+environment), reject codes are the 21 of RFC-0027 or ``other``, auth failure reasons a fixed set.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    disable_created_metrics,
-    generate_latest,
+from prometheus_client import CollectorRegistry, Counter, disable_created_metrics, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
+from connector.domain.admission import AuthFailure, failure_of
 from connector.domain.ilp.packets import IlpErrorCode
 
 _KNOWN_CODES = frozenset(code.value for code in IlpErrorCode)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: Seconds from a Prepare's arrival to its answer.
+LATENCY_BOUNDS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+)
+_MAX_PEERS = 10_000
 
 # The *_created series double the output and no dashboard of ours uses them.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-
-AUTH_REASONS = {
-    "invalid auth_token": "invalid_token",
-    "auth_username is required": "missing_username",
-    "invalid auth_username": "invalid_username",
-    "authentication timed out": "timeout",
-}
 
 
 def reject_code_label(code: str) -> str:
@@ -41,16 +58,69 @@ def reject_code_label(code: str) -> str:
 
 
 def auth_reason_label(reason: str) -> str:
-    return AUTH_REASONS.get(reason, "malformed")
+    return failure_of(reason).value
 
 
-class _StateCollector(Collector):
-    """Gauges read from the node's state at scrape time."""
+class PeerStats:
+    """One peer's packet counters, over all its links and connections."""
 
-    def __init__(self, state: Callable[[], Iterable[tuple[str, bool, int]]]) -> None:
-        self._state = state
+    __slots__ = ("amount", "buckets", "codes", "latency_sum")
+
+    def __init__(self) -> None:
+        self.codes: dict[str | None, int] = {}  # None: fulfilled
+        self.amount = 0
+        self.buckets = [0] * (len(LATENCY_BOUNDS) + 1)
+        self.latency_sum = 0.0
+
+    def answered(self, code: str | None, seconds: float) -> None:
+        """One Prepare answered: ``code`` is None for a Fulfill."""
+        codes = self.codes
+        if code is not None and code not in _KNOWN_CODES:
+            code = "other"
+        codes[code] = codes.get(code, 0) + 1
+        self.buckets[bisect_left(LATENCY_BOUNDS, seconds)] += 1
+        self.latency_sum += seconds
+
+
+#: ``(peer, connected, in_flight)`` for every known peer, read at scrape time.
+PeerState = Callable[[], Iterable[tuple[str, bool, int]]]
+
+
+class _Collector(Collector):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
 
     def collect(self) -> Iterable[Metric]:
+        stats = sorted(self._metrics.peers.items())
+        packets = CounterMetricFamily(
+            "connector_packets",
+            "Prepares received from a peer, by outcome and reject code",
+            labels=["peer", "outcome", "code"],
+        )
+        amount = CounterMetricFamily(
+            "connector_prepare_amount", "sum of the amounts of Prepares received", labels=["peer"]
+        )
+        latency = HistogramMetricFamily(
+            "connector_packet_duration_seconds",
+            "from a Prepare's arrival to its answer",
+            labels=["peer"],
+        )
+        for peer, s in stats:
+            for code, count in sorted(s.codes.items(), key=lambda item: item[0] or ""):
+                outcome = "fulfilled" if code is None else "rejected"
+                packets.add_metric([peer, outcome, code or ""], count)
+            amount.add_metric([peer], s.amount)
+            cumulative, buckets = 0, []
+            for bound, count in zip((*LATENCY_BOUNDS, float("inf")), s.buckets, strict=True):
+                cumulative += count
+                buckets.append((floatToGoString(bound), cumulative))  # type: ignore[no-untyped-call]
+            latency.add_metric([peer], buckets, s.latency_sum)
+        yield packets
+        yield amount
+        yield latency
+        state = self._metrics.state
+        if state is None:
+            return
         connected = GaugeMetricFamily(
             "connector_peer_connected", "1 when the peer has an open connection", labels=["peer"]
         )
@@ -60,7 +130,7 @@ class _StateCollector(Collector):
             labels=["peer"],
         )
         total = 0
-        for peer, is_connected, flying in self._state():
+        for peer, is_connected, flying in state():
             connected.add_metric([peer], 1.0 if is_connected else 0.0)
             in_flight.add_metric([peer], float(flying))
             total += is_connected
@@ -70,44 +140,13 @@ class _StateCollector(Collector):
 
 
 class Metrics:
+    """The node's observer: what links report, exported for Prometheus."""
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.packets = Counter(
-            "connector_packets",
-            "Prepares received from a peer, by outcome and reject code",
-            ["peer", "outcome", "code"],
-            registry=r,
-        )
-        self.amount = Counter(
-            "connector_prepare_amount",
-            "sum of the amounts of Prepares received",
-            ["peer"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "connector_packet_duration_seconds",
-            "from a Prepare's arrival to its answer",
-            ["peer"],
-            buckets=(
-                0.0005,
-                0.001,
-                0.0025,
-                0.005,
-                0.01,
-                0.025,
-                0.05,
-                0.1,
-                0.25,
-                0.5,
-                1,
-                2.5,
-                5,
-                10,
-                30,
-            ),
-            registry=r,
-        )
+        self.peers: dict[str, PeerStats] = {}
+        self.state: PeerState | None = None
         self.auth_failures = Counter(
             "connector_auth_failures",
             "failed BTP authentications, by reason",
@@ -129,33 +168,37 @@ class Metrics:
         self.reconnects = Counter(
             "connector_reconnect_attempts", "dials to outgoing peers", ["peer"], registry=r
         )
-        # Cached label children: labels() takes a lock and a dict lookup, on every packet.
-        self._outcomes: dict[tuple[str, str], Counter] = {}
-        self._per_peer: dict[str, tuple[Counter, Histogram]] = {}
+        r.register(_Collector(self))
+        self._overflow = PeerStats()
 
-    def watch(self, state: Callable[[], Iterable[tuple[str, bool, int]]]) -> None:
+    def watch(self, state: PeerState) -> None:
         """Export ``(peer, connected, in_flight)`` for every known peer at scrape time."""
-        self.registry.register(_StateCollector(state))
+        self.state = state
+
+    def peer(self, peer_id: str) -> PeerStats:
+        """The counters a link of ``peer_id`` bumps (created on first use, bounded)."""
+        stats = self.peers.get(peer_id)
+        if stats is None:
+            if len(self.peers) >= _MAX_PEERS:
+                return self._overflow
+            stats = self.peers[peer_id] = PeerStats()
+        return stats
 
     def packet(self, peer: str, amount: int, code: str | None, seconds: float) -> None:
         """One answered Prepare: ``code`` is None for a Fulfill."""
-        key = (peer, code or "")
-        child = self._outcomes.get(key)
-        if child is None:
-            outcome = "fulfilled" if code is None else "rejected"
-            child = self.packets.labels(
-                peer, outcome, "" if code is None else reject_code_label(code)
-            )
-            if len(self._outcomes) < 10_000:
-                self._outcomes[key] = child
-        child.inc()
-        per_peer = self._per_peer.get(peer)
-        if per_peer is None:
-            per_peer = (self.amount.labels(peer), self.latency.labels(peer))
-            if len(self._per_peer) < 10_000:
-                self._per_peer[peer] = per_peer
-        per_peer[0].inc(amount)
-        per_peer[1].observe(seconds)
+        stats = self.peer(peer)
+        stats.amount += amount
+        stats.answered(code, seconds)
+
+    def auth_failed(self, failure: AuthFailure) -> None:
+        self.auth_failures.labels(failure.value).inc()
+
+    def frame_rejected(self, peer_id: str | None, answered: bool) -> None:
+        counter = self.btp_errors if answered else self.violations
+        counter.labels(peer_id or "unauthenticated").inc()
+
+    def dialing(self, peer_id: str) -> None:
+        self.reconnects.labels(peer_id).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -82,5 +82,6 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         peers=[p.model_dump() for p in base.peers],
         routes=[r.model_dump() for r in base.routes],
         open_children=file is None,
+        debug=settings.log_level == "debug",
     )
     return values

@@ -6,19 +6,13 @@
     ├── CodecError                 bytes that do not decode, or values that cannot be encoded
     │   ├── IlpCodecError          ilp_error_code = "F01" (RFC-0027: Invalid Packet)
     │   └── BtpCodecError          request_id / btp_error_code set when the frame can be answered
-    ├── BtpProtocolError           a BTP rule was broken (btp_error_code on the class)
-    │   ├── LocalProtocolError     we misused the session API (a bug on our side)
-    │   └── RemoteProtocolError    the peer broke the protocol
-    ├── AuthenticationError        a peer failed auth; never carries the token
-    ├── InvalidState               a session command that its current state does not allow
+    ├── InvalidState               a session command that its current state does not allow (a bug)
     ├── TransportError             raised by adapters, declared here so the core can catch them
-    │   ├── PeerDisconnected
-    │   ├── PeerTimeout
-    │   └── PeerUnreachable
+    │   └── PeerDisconnected       a connection closed, with its close code and reason
     └── ConfigurationError         bad settings found at start-up
 
 A Reject is a value, never an exception: processors *return* ``Reject``. Exceptions are for bugs and
-protocol violations; exactly one outermost step turns an unexpected one into a ``T00`` Reject.
+protocol violations; the pipeline runner turns an unexpected one into a ``T00`` Reject.
 """
 
 from __future__ import annotations
@@ -64,25 +58,6 @@ class BtpCodecError(CodecError):
         return self.request_id is not None and self.btp_error_code is not None
 
 
-class BtpProtocolError(ConnectorError):
-    """A rule of the BTP session was broken."""
-
-    btp_error_code = "F00"
-    btp_error_name = "NotAcceptedError"
-
-
-class LocalProtocolError(BtpProtocolError):
-    """We asked the session to do something the protocol forbids."""
-
-
-class RemoteProtocolError(BtpProtocolError):
-    """The peer did something the protocol forbids."""
-
-
-class AuthenticationError(ConnectorError):
-    """A peer failed authentication. The message is a reason, never a token or a secret."""
-
-
 class InvalidState(ConnectorError):
     """A session command was called in a state that does not allow it."""
 
@@ -98,14 +73,6 @@ class PeerDisconnected(TransportError):
         super().__init__(f"connection closed ({code}{': ' + reason if reason else ''})")
         self.code = code
         self.reason = reason
-
-
-class PeerTimeout(TransportError):
-    """The peer did not answer in time."""
-
-
-class PeerUnreachable(TransportError):
-    """No connection to the peer is up, or the peer refused the request with a BTP ERROR."""
 
 
 class ConfigurationError(ConnectorError):

@@ -1,47 +1,39 @@
-"""Forwarding a Prepare to the next hop, with the RFC-0027 connector rules (ILP.md §6).
+"""The steps of the pipeline that forward a Prepare, with the RFC-0027 connector rules (ILP.md §6).
 
-``PeerProtocols`` answers ``peer.*`` locally (IL-DCP for children) and never forwards it;
-``Forwarder`` routes everything else. Amounts pass 1:1 (no exchange rates yet). Every branch
-returns a value: a Fulfill checked against the condition, a Reject relayed unchanged, or a Reject
-created here with ``triggeredBy`` = this node.
+In pipeline order (``app/container.py`` lists them; the order test reads that list):
+
+- ``PeerProtocols``: ``peer.*`` is answered here, never forwarded (IL-DCP for children);
+- ``Route``: the next hop, by longest prefix (F02 when none, or when it is the sender);
+- ``MaxPacketAmount``: the next hop's ``max_packet_amount`` (F08 with both amounts);
+- ``Expiry``: the outgoing expiry, a window earlier and capped by the hold time (R02);
+- ``FulfillmentCheck``: on the way back, a Fulfill whose preimage is wrong becomes F05;
+- ``Send``: hands the Prepare to the next hop's link (T01 when it is not connected, T03 when it
+  does not read); the link answers R00 when the outgoing expiry passes first.
+
+Amounts pass 1:1 (no exchange rates yet). Rejects created here carry ``triggeredBy`` = this node;
+Rejects from downstream go back unchanged.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from enum import StrEnum
+from typing import ClassVar, Protocol
 
-from connector.domain.errors import TransportError
+from connector.domain.accounts import Accounts, Relation
 from connector.domain.ildcp import DESTINATION as ILDCP_DESTINATION
 from connector.domain.ildcp import PEER_CONDITION, PEER_FULFILLMENT, IldcpResponse
 from connector.domain.ilp.packets import (
     Fulfill,
     IlpErrorCode,
-    Prepare,
     Reject,
     Reply,
     amount_too_large_data,
     fulfillment_matches,
-    trusted_prepare,
 )
-from connector.domain.ports import Clock, LogSink, NullSink, PacketProcessor, PeerLink
-from connector.domain.routing import RoutingTable
-
-
-class Relation(StrEnum):
-    CHILD = "child"
-    PEER = "peer"
-    PARENT = "parent"
-
-
-@dataclass(frozen=True, slots=True)
-class PeerPolicy:
-    """What the connector knows of one peer."""
-
-    relation: Relation
-    max_packet_amount: int | None = None
+from connector.domain.pipeline import WAIT, PacketRequest, StepResult
+from connector.domain.ports import Clock, LogSink, NullSink
+from connector.domain.routing import Routes
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,35 +44,29 @@ class ForwardingRules:
     max_hold_time: float = 30.0
 
 
-@dataclass(frozen=True, slots=True)
-class Asset:
-    code: str = "USD"
-    scale: int = 9
+class NextHops(Protocol):
+    """The links to the next hops, as the ``Send`` step uses them."""
 
-
-PolicyLookup = Callable[[str], PeerPolicy | None]
+    def send(self, peer_id: str, req: PacketRequest) -> Reject | None:
+        """Send ``req``'s outgoing Prepare to ``peer_id``; its reply arrives by ``req.resume``.
+        Returns a Reject at once when it cannot be sent."""
+        ...
 
 
 class PeerProtocols:
     """Answers ``peer.*`` destinations locally (RFC-0015: connectors MUST NOT forward them)."""
 
-    def __init__(
-        self,
-        inner: PacketProcessor,
-        ilp_address: str,
-        policies: PolicyLookup,
-        asset: Asset,
-        clock: Clock,
-    ) -> None:
-        self._inner = inner
-        self._address = ilp_address
-        self._policies = policies
-        self._asset = asset
+    name: ClassVar[str] = "peer_protocols"
+
+    def __init__(self, accounts: Accounts, clock: Clock) -> None:
+        self._accounts = accounts
+        self._address = accounts.ilp_address
         self._clock = clock
 
-    async def process(self, prepare: Prepare, peer_id: str) -> Reply:
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        prepare = req.prepare
         if not prepare.destination.startswith("peer."):
-            return await self._inner.process(prepare, peer_id)
+            return None
         if prepare.execution_condition != PEER_CONDITION:
             return self._reject(
                 IlpErrorCode.F01_INVALID_PACKET, "peer protocol needs the peer condition"
@@ -89,89 +75,135 @@ class PeerProtocols:
             return self._reject(IlpErrorCode.F01_INVALID_PACKET, "unknown peer protocol")
         if prepare.expires_at <= self._clock.now():
             return self._reject(IlpErrorCode.R00_TRANSFER_TIMED_OUT, "IL-DCP request expired")
-        policy = self._policies(peer_id)
-        if policy is None or policy.relation is not Relation.CHILD:
+        source = req.source
+        if source.relation is not Relation.CHILD:
             return self._reject(IlpErrorCode.F00_BAD_REQUEST, "IL-DCP is served to children only")
-        response = IldcpResponse(f"{self._address}.{peer_id}", self._asset.scale, self._asset.code)
+        response = IldcpResponse(
+            self._accounts.child_address(source.id), source.asset.scale, source.asset.code
+        )
         return Fulfill(PEER_FULFILLMENT, response.encode())
 
     def _reject(self, code: IlpErrorCode, message: str) -> Reject:
         return Reject(code, self._address, message)
 
 
-class Forwarder:
-    """Routes a Prepare to the next hop and returns its answer (RFC-0027 §Connector)."""
+class Route:
+    """Chooses the next hop: the longest matching prefix of the current routing table."""
 
-    def __init__(
-        self,
-        ilp_address: str,
-        routes: RoutingTable,
-        policies: PolicyLookup,
-        links: PeerLink,
-        clock: Clock,
-        rules: ForwardingRules,
-        log: LogSink | None = None,
-    ) -> None:
-        self._address = ilp_address
+    name: ClassVar[str] = "route"
+
+    def __init__(self, accounts: Accounts, routes: Routes) -> None:
+        self._accounts = accounts
+        self._address = accounts.ilp_address
         self._routes = routes
-        self._policies = policies
-        self._links = links
-        self._clock = clock
-        self._window = timedelta(seconds=rules.min_message_window)
-        self._hold = timedelta(seconds=rules.max_hold_time)
-        self._log = log or NullSink()
 
-    async def process(self, prepare: Prepare, peer_id: str) -> Reply:
-        next_hop = self._routes.resolve(prepare.destination)
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        destination = req.prepare.destination
+        next_hop = self._routes.table.resolve(destination)
         if next_hop is None:
-            return self._reject(IlpErrorCode.F02_UNREACHABLE, f"no route to {prepare.destination}")
-        if next_hop == peer_id:
-            return self._reject(
-                IlpErrorCode.F02_UNREACHABLE, "refusing to route back to the sender"
+            return Reject(IlpErrorCode.F02_UNREACHABLE, self._address, f"no route to {destination}")
+        if next_hop == req.source.id:
+            return Reject(
+                IlpErrorCode.F02_UNREACHABLE, self._address, "refusing to route back to the sender"
             )
-        policy = self._policies(next_hop)
-        maximum = policy.max_packet_amount if policy is not None else None
-        if maximum is not None and prepare.amount > maximum:
+        account = self._accounts.get(next_hop)
+        if account is None:
+            return Reject(IlpErrorCode.F02_UNREACHABLE, self._address, f"no route to {destination}")
+        req.next_hop = account
+        return None
+
+
+class MaxPacketAmount:
+    """The next hop's largest packet (RFC-0027 §F08: the data carries both amounts)."""
+
+    name: ClassVar[str] = "max_packet_amount"
+
+    def __init__(self, ilp_address: str) -> None:
+        self._address = ilp_address
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        assert req.next_hop is not None
+        maximum = req.next_hop.max_packet_amount
+        amount = req.amount_out
+        if maximum is not None and amount > maximum:
             return Reject(
                 IlpErrorCode.F08_AMOUNT_TOO_LARGE,
                 self._address,
-                f"packet size too large. maxAmount={maximum} actualAmount={prepare.amount}",
-                amount_too_large_data(prepare.amount, maximum),
+                f"packet size too large. maxAmount={maximum} actualAmount={amount}",
+                amount_too_large_data(amount, maximum),
             )
+        return None
+
+
+class Expiry:
+    """The outgoing expiry: ``min_message_window`` earlier than the incoming one, never more
+    than ``max_hold_time`` from now, in whole milliseconds (R02 when too little is left)."""
+
+    name: ClassVar[str] = "expiry"
+
+    def __init__(self, ilp_address: str, clock: Clock, rules: ForwardingRules) -> None:
+        self._address = ilp_address
+        self._clock = clock
+        self._window = timedelta(seconds=rules.min_message_window)
+        self._hold = timedelta(seconds=rules.max_hold_time)
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
         now = self._clock.now()
-        if prepare.expires_at <= now:
-            return self._reject(
-                IlpErrorCode.R02_INSUFFICIENT_TIMEOUT, "source transfer has already expired"
+        expires_at = req.prepare.expires_at
+        if expires_at <= now:
+            return Reject(
+                IlpErrorCode.R02_INSUFFICIENT_TIMEOUT,
+                self._address,
+                "source transfer has already expired",
             )
-        expiry = min(prepare.expires_at - self._window, now + self._hold)
-        expiry = expiry.replace(microsecond=expiry.microsecond // 1000 * 1000)
+        expiry = min(expires_at - self._window, now + self._hold)
+        if expiry.microsecond % 1000:
+            expiry = expiry.replace(microsecond=expiry.microsecond // 1000 * 1000)
         if expiry - now < self._window:
-            return self._reject(
-                IlpErrorCode.R02_INSUFFICIENT_TIMEOUT, "source transfer expires too soon"
+            return Reject(
+                IlpErrorCode.R02_INSUFFICIENT_TIMEOUT,
+                self._address,
+                "source transfer expires too soon",
             )
-        if not self._links.is_connected(next_hop):
-            return self._reject(
-                IlpErrorCode.T01_PEER_UNREACHABLE, f"peer {next_hop} is not connected"
-            )
-        # Every field comes from a valid Prepare and the expiry is earlier: no re-validation.
-        outgoing = trusted_prepare(
-            prepare.amount, expiry, prepare.execution_condition, prepare.destination, prepare.data
-        )
-        try:
-            async with self._clock.timeout((expiry - now).total_seconds()):
-                reply = await self._links.send_prepare(next_hop, outgoing)
-        except TimeoutError:
-            return self._reject(IlpErrorCode.R00_TRANSFER_TIMED_OUT, "packet expired")
-        except TransportError as exc:
-            return self._reject(IlpErrorCode.T01_PEER_UNREACHABLE, f"peer {next_hop}: {exc}")
-        if isinstance(reply, Fulfill) and not fulfillment_matches(
-            reply.fulfillment, prepare.execution_condition
+        req.expires_out = expiry
+        return None
+
+
+class FulfillmentCheck:
+    """On the way back: a Fulfill whose sha256 is not the condition becomes F05 (as
+    ilp-connector does), so no step outside it ever sees an invalid Fulfill."""
+
+    name: ClassVar[str] = "fulfillment_check"
+
+    def __init__(self, ilp_address: str, log: LogSink | None = None) -> None:
+        self._address = ilp_address
+        self._log = log or NullSink()
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        return None
+
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply:
+        if type(reply) is Fulfill and not fulfillment_matches(
+            reply.fulfillment, req.prepare.execution_condition
         ):
-            self._log.warning("invalid_fulfillment", nextHop=next_hop)
-            return self._reject(
-                IlpErrorCode.F05_WRONG_CONDITION, "fulfillment did not match condition"
+            self._log.warning("invalid_fulfillment", nextHop=req.next_hop and req.next_hop.id)
+            return Reject(
+                IlpErrorCode.F05_WRONG_CONDITION,
+                self._address,
+                "fulfillment did not match condition",
             )
         return reply
 
-    def _reject(self, code: IlpErrorCode, message: str) -> Reject:
-        return Reject(code, self._address, message)
+
+class Send:
+    """The last step: the Prepare goes to the next hop's link, and the pipeline waits."""
+
+    name: ClassVar[str] = "send"
+
+    def __init__(self, next_hops: NextHops) -> None:
+        self._next_hops = next_hops
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        assert req.next_hop is not None
+        refusal = self._next_hops.send(req.next_hop.id, req)
+        return WAIT if refusal is None else refusal

@@ -1,19 +1,29 @@
 """The ports of the core, each declared by the code that uses it (typing.Protocol).
 
 Adapters implement them: ``adapters.websockets_transport`` and ``adapters.memory_transport`` the
-transport, ``adapters.env_secret_store`` the secret store, ``adapters.structlog_sink`` the log
-sink, ``adapters.clock`` the clock. Tests use small fakes of the same ports.
+transport (``Connection``, ``ServerTransport``, ``Dialer``), ``adapters.env_secret_store`` the
+secret store, ``adapters.structlog_sink`` the log sink, ``adapters.clock`` the clock. Tests use
+small fakes of the same ports.
+
+The transport is push-style: a connection delivers each whole message to its
+``ConnectionHandler`` as it arrives (``on_message``) and tells it once when it is gone
+(``on_closed``); ``send`` is synchronous and buffered. Nothing per message costs a task, a future
+or a timer. Back-pressure is explicit: ``congested`` says the peer is not reading what we send,
+and while it holds the transport stops reading from that peer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
-from connector.domain.ilp.packets import Prepare, Reply
 from connector.domain.secret import Secret
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
 
 
 class Clock(Protocol):
@@ -30,12 +40,8 @@ class Clock(Protocol):
         ...
 
     def call_later(self, seconds: float, callback: Callable[[], None]) -> Cancellable:
-        """Run ``callback`` after ``seconds`` unless cancelled: a timer cheaper than a scope."""
+        """Run ``callback`` after ``seconds`` unless cancelled."""
         ...
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
 
 
 class SecretStore(Protocol):
@@ -43,27 +49,6 @@ class SecretStore(Protocol):
 
     def secret_for(self, peer_id: str) -> Secret | None:
         """The peer's secret, or ``None`` when the peer is unknown."""
-        ...
-
-
-class PacketProcessor(Protocol):
-    """Turns an ILP Prepare from a peer into exactly one Fulfill or Reject.
-
-    A Reject is a returned value. An exception means a bug: the outermost step of the chain turns
-    it into a T00 Reject.
-    """
-
-    async def process(self, prepare: Prepare, peer_id: str) -> Reply: ...
-
-
-class PeerLink(Protocol):
-    """Sends a Prepare to a connected peer, over whichever connection to it is up."""
-
-    def is_connected(self, peer_id: str) -> bool: ...
-
-    async def send_prepare(self, peer_id: str, prepare: Prepare) -> Reply:
-        """The peer's Fulfill or Reject. Raises a ``TransportError`` when the peer is not
-        connected, its connection drops, or it answers with a BTP ERROR."""
         ...
 
 
@@ -93,45 +78,76 @@ class NullSink:
     info = warning = error = debug
 
 
+# --- transport ----------------------------------------------------------------------------------
+
+
+class ConnectionHandler(Protocol):
+    """What a connection pushes to: implemented by the link that owns the connection."""
+
+    def on_message(self, data: bytes | str) -> None:
+        """One whole message from the peer (``str`` for a text frame)."""
+        ...
+
+    def on_closing(self, code: int, reason: str) -> None:
+        """The transport is about to send a close frame it decided on itself (an oversized
+        message: 1009): the last moment to ``send`` answers still owed to the peer."""
+        ...
+
+    def on_closed(self, code: int, reason: str) -> None:
+        """The connection is gone (called exactly once); ``send`` does nothing from now on."""
+        ...
+
+
 class Connection(Protocol):
-    """One accepted connection, whatever carries it: whole messages in and out."""
+    """One open connection, whatever carries it: whole binary messages in and out."""
 
     @property
     def remote_address(self) -> str:
         """``host:port`` of the peer, for logs and auth throttling."""
         ...
 
-    async def receive(self) -> bytes | str:
-        """The next whole message (``str`` for a text frame). Raises ``PeerDisconnected``."""
+    @property
+    def congested(self) -> bool:
+        """More than the high-water mark is buffered for a peer that is not reading it. While
+        this holds the transport reads nothing more from the peer; new requests of ours to it
+        should be refused instead of buffered."""
         ...
 
-    async def send(self, data: bytes) -> None:
-        """Send one binary message. Raises ``PeerDisconnected`` when the connection is gone."""
+    def start(self, handler: ConnectionHandler, *, max_message_size: int | None = None) -> None:
+        """Begin delivering messages to ``handler``. ``max_message_size`` changes the largest
+        message accepted from now on (a small one until the peer has authenticated)."""
         ...
 
-    async def close(self, code: int, reason: str) -> None:
-        """Close with a WebSocket close code and reason; returns once closed (bounded)."""
+    def set_max_message_size(self, size: int | None) -> None:
+        """The largest message accepted from now on; ``None``: the transport's own limit."""
+        ...
+
+    def send(self, data: bytes) -> None:
+        """Queue one binary message; it goes out with the next write batch. Does nothing once
+        the connection is closing."""
+        ...
+
+    def close(self, code: int, reason: str) -> None:
+        """Send what is queued, then a close frame; ``on_closed`` follows (bounded: the socket is
+        aborted if the peer does not complete the close in time)."""
+        ...
+
+    def abort(self) -> None:
+        """Drop the connection at once, unsent data included; ``on_closed`` follows (1006)."""
         ...
 
 
-ConnectionHandler = Callable[[Connection], Coroutine[Any, Any, None]]
 #: A plain HTTP GET on the transport's port: path -> (status, content type, body), or None
 #: when the path is not served.
 HttpHandler = Callable[[str], "tuple[int, str, bytes] | None"]
-
-
-class Dialer(Protocol):
-    """Opens outgoing connections (the client side of a transport)."""
-
-    async def dial(self, url: str) -> Connection:
-        """Connect to ``url``; raises ``OSError`` or ``TransportError`` when it cannot."""
-        ...
+#: Called with each connection once its WebSocket handshake completed; must call ``start``.
+AcceptHandler = Callable[[Connection], None]
 
 
 class ServerTransport(Protocol):
-    """Accepts connections and hands each to a handler, until stopped."""
+    """Accepts connections and hands each to ``accept``, until stopped."""
 
-    async def start(self, handler: ConnectionHandler, http: HttpHandler | None = None) -> None:
+    async def start(self, accept: AcceptHandler, http: HttpHandler | None = None) -> None:
         """Begin accepting; returns once listening. ``http`` answers plain HTTP GETs."""
         ...
 
@@ -139,7 +155,19 @@ class ServerTransport(Protocol):
         """Refuse new connections; connections already accepted stay open."""
         ...
 
+    async def wait_closed(self) -> None:
+        """Return once every connection this transport accepted is closed."""
+        ...
+
     @property
     def address(self) -> str:
         """Where it listens, e.g. ``127.0.0.1:3000``."""
+        ...
+
+
+class Dialer(Protocol):
+    """Opens outgoing connections (the client side of a transport)."""
+
+    async def dial(self, url: str) -> Connection:
+        """Connect to ``url`` (handshake done); raises ``OSError`` or ``TransportError``."""
         ...

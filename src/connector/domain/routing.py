@@ -42,3 +42,16 @@ class RoutingTable:
 
     def __len__(self) -> int:
         return len(self._routes)
+
+
+class Routes:
+    """The routing table in use: replaced whole, never changed in place, so a packet routes on
+    one consistent snapshot however the routes change meanwhile."""
+
+    __slots__ = ("table",)
+
+    def __init__(self, table: RoutingTable | None = None) -> None:
+        self.table = table or RoutingTable()
+
+    def replace(self, table: RoutingTable) -> None:
+        self.table = table

@@ -33,6 +33,8 @@ class PrepareReceived:
 
     request_id: int
     prepare: Prepare
+    #: The Prepare's wire bytes (relayed with its expiry patched, not re-encoded).
+    packet: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +51,8 @@ class ReplyReceived:
 
     request_id: int
     reply: Reply
+    #: The reply's wire bytes, checked by decoding: relayed upstream as they are.
+    packet: bytes = field(default=b"", repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -171,6 +171,19 @@ class BtpSession:
         if isinstance(data, str):
             self._unreadable("text frame: BTP frames are binary messages")
             return
+        violations = self._violations
+        if self._state is State.OPEN:
+            # The per-packet path: a MESSAGE or RESPONSE whose only entry is ``ilp``.
+            fast = frames.decode_ilp_fast(data)
+            if fast is not None:
+                kind, request_id, packet = fast
+                if kind == FrameType.MESSAGE:
+                    self._receive_prepare(request_id, packet)
+                else:
+                    self._receive_reply(request_id, packet)
+                if self._violations == violations:
+                    self._violations = 0
+                return
         try:
             frame = frames.decode(data)
         except BtpCodecError as exc:
@@ -179,7 +192,6 @@ class BtpSession:
             else:
                 self._unreadable(str(exc))
             return
-        self._violations = 0
         if self._state is State.AWAITING_AUTH:
             self._receive_during_auth(frame)
         elif isinstance(frame, frames.Message):
@@ -188,6 +200,10 @@ class BtpSession:
             self._refuse(frame.request_id, "F00", "TRANSFER is not supported by this connector")
         else:
             self._receive_response(frame)
+        # A readable frame ends a run of unreadable ones; one that counted as a violation
+        # itself (a duplicate requestId) must not reset the count it just raised.
+        if self._violations == violations:
+            self._violations = 0
 
     def connection_lost(self) -> None:
         """The transport closed. Our requests still in flight fail (``RequestFailed``)."""
@@ -346,6 +362,9 @@ class BtpSession:
         if packet is None:
             self._refuse(request_id, "F00", "invalid packet, no ilp protocol data")
             return
+        self._receive_prepare(request_id, packet)
+
+    def _receive_prepare(self, request_id: int, packet: bytes) -> None:
         if request_id in self._incoming:
             # Answering would resolve the peer's *other* request with that id: stay silent.
             self._unreadable(f"requestId {request_id} is already in flight")
@@ -356,19 +375,25 @@ class BtpSession:
         except IlpCodecError as exc:
             self._events.append(InvalidPrepareReceived(request_id, str(exc)))
             return
-        self._events.append(PrepareReceived(request_id, prepare))
+        self._events.append(PrepareReceived(request_id, prepare, packet))
 
     def _receive_response(self, frame: frames.Response | frames.Error) -> None:
         request_id = frame.request_id
+        if isinstance(frame, frames.Error):
+            if request_id not in self._outgoing:
+                self._events.append(ResponseIgnored(request_id))
+                return
+            self._outgoing.remove(request_id)
+            reason = frame.data.decode("utf-8", "replace")
+            self._events.append(RequestFailed(request_id, frame.code, reason))
+            return
+        self._receive_reply(request_id, frames.ilp_entry(frame))
+
+    def _receive_reply(self, request_id: int, packet: bytes | None) -> None:
         if request_id not in self._outgoing:
             self._events.append(ResponseIgnored(request_id))
             return
         self._outgoing.remove(request_id)
-        if isinstance(frame, frames.Error):
-            reason = frame.data.decode("utf-8", "replace")
-            self._events.append(RequestFailed(request_id, frame.code, reason))
-            return
-        packet = frames.ilp_entry(frame)
         try:
             if packet is None:
                 raise IlpCodecError("RESPONSE has no ilp entry")
@@ -376,4 +401,4 @@ class BtpSession:
         except IlpCodecError as exc:
             self._events.append(RequestFailed(request_id, "F01", f"invalid ILP reply: {exc}"))
             return
-        self._events.append(ReplyReceived(request_id, reply))
+        self._events.append(ReplyReceived(request_id, reply, packet))

@@ -16,6 +16,8 @@ Nothing but ``IlpCodecError`` escapes ``decode``.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from connector.domain.errors import IlpCodecError
 from connector.domain.ilp.address import is_valid_address
 from connector.domain.ilp.packets import (
@@ -189,3 +191,22 @@ def encode_prepare(packet: Prepare) -> bytes:
         )
     )
     return b"\x0c" + encode_length(len(body)) + body
+
+
+def patch_prepare(packet: bytes, amount: int, expires_at: datetime) -> bytes:
+    """``packet``, a Prepare that ``decode_prepare`` accepted, with a new amount and expiry
+    written in place: what a connector forwards, without decoding and re-encoding the rest.
+    Bytes after the envelope are dropped."""
+    first = packet[1]
+    start = 2 if first < 0x80 else 2 + (first & 0x7F)
+    end = start + int.from_bytes(packet[2:start], "big") if first >= 0x80 else start + first
+    if not 0 <= amount <= UINT64_MAX:
+        raise IlpCodecError("amount must be an unsigned 64-bit integer")
+    return b"".join(
+        (
+            packet[:start],
+            amount.to_bytes(8, "big"),
+            format_interledger_timestamp(expires_at),
+            packet[start + 25 : end],
+        )
+    )

@@ -1,0 +1,27 @@
+"""What the node is doing, at one moment: a frozen value that health and metrics read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    id: str
+    relation: str | None
+    connected: bool
+    direction: str | None  # "dialed" or "accepted"
+    since: datetime | None
+    last_seen: datetime | None
+    in_flight: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """What the node is doing, at one moment: health and metrics read this, nothing else."""
+
+    state: str  # "starting", "ready" or "stopping"
+    node_id: str
+    ilp_address: str
+    peers: tuple[PeerStatus, ...]

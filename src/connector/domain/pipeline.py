@@ -1,0 +1,238 @@
+"""The packet pipeline: one ordered list of steps, and that list is what runs.
+
+A Prepare from a peer becomes a ``PacketRequest`` (source account, the Prepare and its wire bytes,
+and what the steps decide: next hop, outgoing amount and expiry). The steps run in list order,
+outermost first, like middleware:
+
+- on the way in, each step's ``on_prepare`` either passes (returns ``None``), answers (returns a
+  Fulfill or Reject: the request goes no further), or takes the request away to answer it later
+  (returns ``WAIT``: the last step sends it to the next hop and calls ``req.resume`` with the
+  reply); a step that must wait for I/O may return an awaitable, which alone costs a task;
+- on the way out, the reply passes back through ``on_reply`` of every step the request reached,
+  innermost first, so a step that took something on the way in (a hold, later) always sees how it
+  ended.
+
+The runner is the one place where an exception or a non-reply becomes a ``T00`` Reject, and it
+answers each request exactly once, synchronously when every step is synchronous: no task, future
+or timer per packet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+
+from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Prepare, Reject, Reply
+from connector.domain.ports import LogSink, NullSink
+
+if TYPE_CHECKING:
+    from connector.domain.accounts import Account
+
+
+class _Wait:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "WAIT"
+
+
+#: Returned by ``on_prepare`` when the step will call ``req.resume(reply)`` itself.
+WAIT: Final = _Wait()
+
+StepResult = Reply | None | _Wait | Awaitable[Reply | None]
+#: Runs a coroutine in the background (the app's task owner): the only way a step costs a task.
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+class Origin(Protocol):
+    """Where a request came from: takes its one answer (``raw`` is the reply's wire bytes when
+    they can be relayed as they are)."""
+
+    def answer(self, request_id: int, reply: Reply, raw: bytes | None) -> None: ...
+
+
+class Step(Protocol):
+    """One concern of the pipeline. ``name`` is what the order test reads."""
+
+    name: ClassVar[str]
+
+    def on_prepare(self, req: PacketRequest) -> StepResult: ...
+
+
+class ReplyStep(Step, Protocol):
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply: ...
+
+
+class PacketRequest:
+    """One Prepare on its way through the pipeline. Steps read and set its public fields."""
+
+    __slots__ = (
+        "_index",
+        "_pipeline",
+        "amount_out",
+        "done",
+        "expires_out",
+        "next_hop",
+        "origin",
+        "packet",
+        "prepare",
+        "request_id",
+        "source",
+    )
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        origin: Origin,
+        request_id: int,
+        source: Account,
+        prepare: Prepare,
+        packet: bytes | None,
+    ) -> None:
+        self._pipeline = pipeline
+        self._index = 0
+        self.origin = origin
+        self.request_id = request_id
+        self.source = source
+        self.prepare = prepare
+        #: The Prepare's wire bytes, when it arrived as bytes: relayed with amount and expiry
+        #: patched in place instead of re-encoded.
+        self.packet = packet
+        self.next_hop: Account | None = None
+        self.amount_out = prepare.amount
+        self.expires_out: datetime = prepare.expires_at
+        self.done = False
+
+    def resume(self, reply: Reply, raw: bytes | None = None) -> None:
+        """The answer to a request a step took with ``WAIT``: runs the way out and answers the
+        origin. Later calls are ignored (exactly one answer)."""
+        if not self.done:
+            self._pipeline._reply(self, self._index, reply, raw)
+
+    def __repr__(self) -> str:
+        return f"PacketRequest({self.request_id}, {self.source.id} -> {self.prepare.destination})"
+
+
+class Pipeline:
+    """Runs ``steps`` (outermost first) for each request. See the module docstring."""
+
+    def __init__(
+        self,
+        steps: Sequence[Step],
+        ilp_address: str,
+        spawn: Spawn,
+        log: LogSink | None = None,
+    ) -> None:
+        self.steps: tuple[Step, ...] = tuple(steps)
+        self._address = ilp_address
+        self._spawn = spawn
+        self._log = log or NullSink()
+        self._prepares = tuple(step.on_prepare for step in self.steps)
+        self._replies = tuple(getattr(step, "on_reply", None) for step in self.steps)
+        self._waiting = 0
+
+    @property
+    def names(self) -> list[str]:
+        """The order that runs, outermost first."""
+        return [step.name for step in self.steps]
+
+    @property
+    def waiting_tasks(self) -> int:
+        """Requests held by a step that awaits I/O (each costs a task)."""
+        return self._waiting
+
+    def handle(
+        self,
+        origin: Origin,
+        request_id: int,
+        source: Account,
+        prepare: Prepare,
+        packet: bytes | None = None,
+    ) -> PacketRequest:
+        """Start ``prepare`` down the pipeline; its answer goes to ``origin.answer`` exactly once
+        (before this returns when every step it meets is synchronous)."""
+        req = PacketRequest(self, origin, request_id, source, prepare, packet)
+        self._run(req, 0)
+        return req
+
+    def _run(self, req: PacketRequest, start: int) -> None:
+        prepares = self._prepares
+        for index in range(start, len(prepares)):
+            req._index = index  # a step may resume the request before it returns WAIT
+            try:
+                result = prepares[index](req)
+            except Exception as exc:
+                self._reply(req, index, self._failed(req, exc), None)
+                return
+            if result is None:
+                continue
+            if result is WAIT:
+                return
+            if isinstance(result, Fulfill | Reject):
+                self._reply(req, index, result, None)
+                return
+            if isinstance(result, Awaitable):
+                self._waiting += 1
+                self._spawn(self._wait(req, index, result))
+                return
+            self._reply(req, index, self._invalid(req, result), None)
+            return
+        # No step answered: a pipeline without a terminal step is a bug, never a hang.
+        self._reply(req, len(prepares), self._invalid(req, None), None)
+
+    async def _wait(self, req: PacketRequest, index: int, pending: Awaitable[Any]) -> None:
+        try:
+            result = await pending
+        except Exception as exc:
+            self._reply(req, index, self._failed(req, exc), None)
+            return
+        except BaseException:
+            # Cancelled (shutdown): the request is still answered, and its holds released.
+            self._reply(req, index, self._failed(req, RuntimeError("cancelled")), None)
+            raise
+        finally:
+            self._waiting -= 1
+        if result is None:
+            self._run(req, index + 1)
+        elif isinstance(result, Fulfill | Reject):
+            self._reply(req, index, result, None)
+        else:
+            self._reply(req, index, self._invalid(req, result), None)
+
+    def _reply(self, req: PacketRequest, index: int, reply: Reply, raw: bytes | None) -> None:
+        """The way out: ``on_reply`` of the steps before ``index``, innermost first."""
+        if req.done:
+            return
+        req.done = True
+        replies = self._replies
+        original = reply
+        for i in range(index - 1, -1, -1):
+            on_reply = replies[i]
+            if on_reply is None:
+                continue
+            try:
+                out = on_reply(req, reply)
+            except Exception as exc:
+                out = self._failed(req, exc)
+            reply = out if isinstance(out, Fulfill | Reject) else self._invalid(req, out)
+        req.origin.answer(req.request_id, reply, raw if reply is original else None)
+
+    def _failed(self, req: PacketRequest, exc: Exception) -> Reject:
+        # The message stays generic: exception text can carry internals, so it is logged only.
+        self._log.error(
+            "packet_processor_failed",
+            peerId=req.source.id,
+            error=type(exc).__name__,
+            detail=str(exc)[:200],
+        )
+        return Reject(IlpErrorCode.T00_INTERNAL_ERROR, self._address, "internal error")
+
+    def _invalid(self, req: PacketRequest, value: object) -> Reject:
+        self._log.error(
+            "packet_processor_failed",
+            peerId=req.source.id,
+            error="InvalidReply",
+            detail=f"step returned {type(value)!r}",
+        )
+        return Reject(IlpErrorCode.T00_INTERNAL_ERROR, self._address, "internal error")
