@@ -4,9 +4,11 @@ For each connector (this one, and ilp-connector@23.0.2 with one-to-one rates, no
 rate-limit middleware off) the same harness (bench/harness.js: the real ilp-plugin-btp as sender
 and receiver, every Fulfill checked against its condition) keeps 1, 10 and 100 Prepares in
 flight. The connector is pinned to core 0 and the harness to core 1. Reported per level:
-packets/s, p50 and p99 latency, connector CPU time per packet (from /proc), and the connector's
-peak RSS. Needs ``scripts/setup --dev`` (npm packages) and Linux. Run:
-``python bench/forwarding_bench.py [--seconds 5]``.
+packets/s, p50 and p99 latency, connector CPU time per packet (from /proc), the harness's own
+CPU (near 100% of its core, the figure measures the harness, not the connector) and the
+connector's peak RSS. Rounds alternate ours and the reference; ratios are medians over rounds.
+Needs ``scripts/setup --dev`` (npm packages) and Linux. Run:
+``.venv/bin/python bench/forwarding_bench.py [--seconds 5] [--rounds 2]``.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 INTEROP = ROOT / "interop"
 TICKS = os.sysconf("SC_CLK_TCK")
+REFERENCE = "ilp-connector 23.0.2"
 
 
 def free_port() -> int:
@@ -140,7 +145,9 @@ def start_reference(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
     )
 
 
-def measure(name: str, start: Any, args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+def measure(
+    name: str, start: Any, args: argparse.Namespace, tmp: Path, round_no: int
+) -> list[dict[str, Any]]:
     proc, sender, receiver, destination = start(tmp)
     rows = []
     try:
@@ -166,19 +173,23 @@ def measure(name: str, start: Any, args: argparse.Namespace, tmp: Path) -> list[
             text=True,
         )
         assert harness.stdout is not None
-        cpu_before = 0.0
+        cpu_before = harness_before = 0.0
         for line in harness.stdout:
             event = json.loads(line)
             if event["event"] == "measuring":
                 cpu_before = cpu_seconds(proc.pid)
+                harness_before = cpu_seconds(harness.pid)
             elif event["event"] == "level":
                 cpu = cpu_seconds(proc.pid) - cpu_before
+                harness_cpu = cpu_seconds(harness.pid) - harness_before
                 packets = max(event["fulfilled"], 1)
                 rows.append(
                     {
                         "connector": name,
+                        "round": round_no,
                         **event,
                         "cpuPerPacketUs": cpu / packets * 1e6,
+                        "harnessCpuShare": harness_cpu / event["seconds"],
                         "peakRssMiB": peak_rss_mib(proc.pid),
                     }
                 )
@@ -194,37 +205,61 @@ def measure(name: str, start: Any, args: argparse.Namespace, tmp: Path) -> list[
     return rows
 
 
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--levels", default="1,10,100")
+    parser.add_argument("--rounds", type=int, default=2, help="ours, then the reference, N times")
     args = parser.parse_args()
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        ours = measure("ours", start_ours, args, Path(tmp))
-        reference = measure("ilp-connector 23.0.2", start_reference, args, Path(tmp))
+        for round_no in range(args.rounds):
+            # Alternating, so drift on a shared machine hits both connectors alike.
+            order = [("ours", start_ours), (REFERENCE, start_reference)]
+            for name, start in order if round_no % 2 == 0 else order[::-1]:
+                rows += measure(name, start, args, Path(tmp), round_no)
     print(
-        "one hop, BTP both sides, connector on core 0, harness on core 1, "
-        f"{args.seconds:g} s per level\n"
+        f"one hop, BTP both sides, connector on core 0, harness on core 1, {args.seconds:g} s "
+        f"per level after {args.warmup:g} s of warm-up, {args.rounds} alternating rounds; "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}\n"
     )
-    print("| connector | in flight | packets/s | p50 ms | p99 ms | CPU µs/packet | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
-    for row in ours + reference:
+    print(
+        "| connector | round | in flight | packets/s | p50 ms | p99 ms | CPU µs/packet "
+        "| harness CPU | peak RSS MiB |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
         print(
-            f"| {row['connector']} | {row['inFlight']} | {row['packetsPerSecond']:,.0f} | "
-            f"{row['p50']:.2f} | {row['p99']:.2f} | {row['cpuPerPacketUs']:.0f} | "
+            f"| {row['connector']} | {row['round'] + 1} | {row['inFlight']} | "
+            f"{row['packetsPerSecond']:,.0f} | {row['p50']:.2f} | {row['p99']:.2f} | "
+            f"{row['cpuPerPacketUs']:.0f} | {row['harnessCpuShare']:.0%} | "
             f"{row['peakRssMiB']:.0f} |"
         )
     print(
         "\n| in flight | throughput ours/ref | p99 ours/ref | CPU/packet ours/ref "
-        "| peak RSS ours/ref |"
+        "| peak RSS ours/ref |  (medians over rounds of the per-round ratios)"
     )
     print("|---|---|---|---|---|")
-    for o, r in zip(ours, reference, strict=True):
+    for level in [int(x) for x in args.levels.split(",")]:
+        ratios: dict[str, list[float]] = {"tp": [], "p99": [], "cpu": [], "rss": []}
+        for round_no in range(args.rounds):
+            (o,) = [r for r in rows if r["connector"] == "ours" and r["round"] == round_no
+                    and r["inFlight"] == level]  # fmt: skip
+            (r,) = [r for r in rows if r["connector"] == REFERENCE and r["round"] == round_no
+                    and r["inFlight"] == level]  # fmt: skip
+            ratios["tp"].append(o["packetsPerSecond"] / r["packetsPerSecond"])
+            ratios["p99"].append(o["p99"] / r["p99"])
+            ratios["cpu"].append(o["cpuPerPacketUs"] / r["cpuPerPacketUs"])
+            ratios["rss"].append(o["peakRssMiB"] / r["peakRssMiB"])
         print(
-            f"| {o['inFlight']} | {o['packetsPerSecond'] / r['packetsPerSecond']:.2f} | "
-            f"{o['p99'] / r['p99']:.2f} | {o['cpuPerPacketUs'] / r['cpuPerPacketUs']:.2f} | "
-            f"{o['peakRssMiB'] / r['peakRssMiB']:.2f} |"
+            f"| {level} | {median(ratios['tp']):.2f} | {median(ratios['p99']):.2f} | "
+            f"{median(ratios['cpu']):.2f} | {median(ratios['rss']):.2f} |"
         )
 
 

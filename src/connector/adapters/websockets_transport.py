@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from typing import Any, cast
 
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
-from websockets.frames import Frame, Opcode
+from websockets.frames import Frame, Opcode, apply_mask
 from websockets.http11 import Request, Response
 from websockets.protocol import CLIENT, CLOSED, CONNECTING, OPEN, Protocol
 from websockets.server import ServerProtocol
@@ -192,7 +193,9 @@ class WebSocket(asyncio.Protocol):
     def send(self, data: bytes) -> None:
         ws = self.ws
         if ws.state is OPEN:
-            ws.send_binary(data)
+            # What ws.send_binary(data) queues, serialized here: no extension is ever
+            # negotiated (neither side offers one), so a binary frame is a header and the data.
+            ws.writes.append(_binary_frame(data, ws.side is CLIENT))
             self._mark()
         elif self._late is not None:
             frame = Frame(_BINARY, data)
@@ -427,6 +430,22 @@ class WebSocket(asyncio.Protocol):
         code = frame.code if frame is not None else 1006
         reason = frame.reason if frame is not None else "connection lost"
         self._handler.on_closed(code, reason)
+
+
+def _binary_frame(data: bytes, mask: bool) -> bytes:
+    """One unfragmented binary frame (RFC 6455 §5.2); a client masks its frames (§5.3)."""
+    size = len(data)
+    bit = 0x80 if mask else 0
+    if size < 126:
+        header = bytes((0x82, bit | size))
+    elif size < 0x10000:
+        header = bytes((0x82, bit | 126)) + size.to_bytes(2, "big")
+    else:
+        header = bytes((0x82, bit | 127)) + size.to_bytes(8, "big")
+    if not mask:
+        return header + data
+    key = secrets.token_bytes(4)
+    return header + key + apply_mask(data, key)
 
 
 def _text(frame: Frame) -> str:

@@ -163,11 +163,19 @@ def format_interledger_timestamp(when: datetime) -> bytes:
     Sub-millisecond precision is truncated, as ilp-packet works in whole milliseconds. Years are
     always four digits (ilp-packet writes year 999 as 16 characters, a corrupt packet).
     """
-    u = when.astimezone(UTC) if when.tzinfo is not None else when
-    return (
-        f"{u.year:04d}{u.month:02d}{u.day:02d}{u.hour:02d}{u.minute:02d}{u.second:02d}"
-        f"{u.microsecond // 1000:03d}"
-    ).encode("ascii")
+    u = when.astimezone(UTC) if when.tzinfo is not None and when.tzinfo is not UTC else when
+    key = (u.year, u.month, u.day, u.hour, u.minute, u.second)
+    prefix = _SECONDS.get(key)
+    if prefix is None:
+        # Most expiries of one moment share their second: format it once.
+        if len(_SECONDS) >= 256:
+            _SECONDS.clear()
+        prefix = _SECONDS[key] = "{:04d}{:02d}{:02d}{:02d}{:02d}{:02d}".format(*key).encode("ascii")
+    return prefix + _MILLIS[u.microsecond // 1000]
+
+
+_SECONDS: dict[tuple[int, ...], bytes] = {}
+_MILLIS = tuple(f"{n:03d}".encode("ascii") for n in range(1000))
 
 
 def parse_interledger_timestamp(raw: bytes) -> datetime:

@@ -45,6 +45,9 @@ StepResult = Reply | None | _Wait | Awaitable[Reply | None]
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 
 
+_REPLIES = frozenset({Fulfill, Reject})
+
+
 class Origin(Protocol):
     """Where a request came from: takes its one answer (``raw`` is the reply's wire bytes when
     they can be relayed as they are)."""
@@ -169,8 +172,8 @@ class Pipeline:
                 continue
             if result is WAIT:
                 return
-            if isinstance(result, Fulfill | Reject):
-                self._reply(req, index, result, None)
+            if type(result) in _REPLIES:
+                self._reply(req, index, result, None)  # type: ignore[arg-type]
                 return
             if isinstance(result, Awaitable):
                 self._waiting += 1
@@ -215,7 +218,7 @@ class Pipeline:
                 out = on_reply(req, reply)
             except Exception as exc:
                 out = self._failed(req, exc)
-            reply = out if isinstance(out, Fulfill | Reject) else self._invalid(req, out)
+            reply = out if type(out) in _REPLIES else self._invalid(req, out)
         req.origin.answer(req.request_id, reply, raw if reply is original else None)
 
     def _failed(self, req: PacketRequest, exc: Exception) -> Reject:

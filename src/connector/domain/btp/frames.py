@@ -28,6 +28,7 @@ from connector.domain.oer import (
     UINT64_MAX,
     Reader,
     Writer,
+    encode_length,
     format_generalized_time,
     parse_generalized_time,
 )
@@ -404,14 +405,22 @@ def encode_ilp_frame(kind: FrameType, request_id: int, packet: bytes) -> bytes:
     """Bytes of ``encode(ilp_message(...))`` / ``encode(ilp_response(...))`` without the objects."""
     if not 0 <= request_id <= UINT32_MAX:
         raise BtpCodecError("requestId must be an unsigned 32-bit integer")
-    w = Writer()
-    w.write_uint8(kind)
-    w.write_uint(request_id, 4)
-    inner = Writer()
-    inner.write_bytes(_ILP_ENTRY_HEAD)
-    inner.write_var_octets(packet)
-    w.write_var_octets(inner.buf)
-    return bytes(w.buf)
+    size = len(packet)
+    inner = 7 + size + (1 if size < 0x80 else 2 if size < 0x100 else 3)
+    return b"".join(
+        (
+            bytes((kind,)),
+            request_id.to_bytes(4, "big"),
+            _LENGTHS[inner] if inner < 0x100 else encode_length(inner),
+            _ILP_ENTRY_HEAD,
+            _LENGTHS[size] if size < 0x100 else encode_length(size),
+            packet,
+        )
+    )
+
+
+#: Length determinants of 0-255, precomputed for the per-packet path.
+_LENGTHS = tuple(encode_length(n) for n in range(256))
 
 
 def _length_at(buf: bytes, pos: int) -> tuple[int, int]:

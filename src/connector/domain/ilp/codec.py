@@ -27,6 +27,7 @@ from connector.domain.ilp.packets import (
     PacketType,
     Prepare,
     Reject,
+    trusted_fulfill,
     trusted_prepare,
 )
 from connector.domain.oer import (
@@ -78,6 +79,12 @@ def decode_prepare(buf: bytes) -> Prepare:
 
 def decode_reply(buf: bytes) -> Fulfill | Reject:
     """Decode a packet that must be a Fulfill or a Reject (the answer to a Prepare)."""
+    # The common case inline: a Fulfill in a short envelope with short data.
+    size = len(buf)
+    if size >= 35 and buf[0] == _FULFILL and buf[1] < 0x80 and buf[1] + 2 <= size:
+        end = 2 + buf[1]
+        if end >= 35 and buf[34] < 0x80 and 35 + buf[34] <= end:
+            return trusted_fulfill(buf[2:34], buf[35 : 35 + buf[34]])
     packet = decode(buf)
     if isinstance(packet, Prepare):
         raise IlpCodecError("expected a Fulfill or Reject, got a Prepare")
