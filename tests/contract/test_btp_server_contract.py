@@ -344,3 +344,66 @@ async def test_logs_never_contain_a_secret_or_presented_token(harness: Harness) 
     for secret in (*SECRETS.values(), "presented-token-XYZ"):
         assert secret not in text
     assert all(r.get("event") for r in harness.log.records)
+
+
+# --- bounded under attack -----------------------------------------------------------------------
+
+
+async def test_before_auth_a_message_above_16_kib_closes_1009(harness: Harness) -> None:
+    # Nothing big is read from a stranger: an auth MESSAGE is tiny.
+    peer = await harness.connect()
+    await peer.send(b"\x06" + b"\x00" * (17 * 1024))
+    code, _ = await peer.closed()
+    assert code == 1009
+
+
+async def test_after_auth_the_full_frame_size_is_accepted(harness: Harness) -> None:
+    peer = await harness.connect_as()
+    prepare = make_prepare(harness.clock, data=b"x" * 30_000)  # about 30 KiB: above 16 KiB
+    request_id = await peer.send_prepare(prepare)
+    assert (await peer.recv_reply())[0] == request_id
+
+
+async def test_prepares_in_flight_are_answered_before_a_1002_close(harness: Harness) -> None:
+    peer = await harness.connect_as()
+    harness.processor.hold = True
+    request_id = await peer.send_prepare(make_prepare(harness.clock))
+    await harness.until(lambda: harness.processor.started == 1, "packet held")
+    for _ in range(3):
+        await peer.send(b"\xff")
+    got_id, reply = await peer.recv_reply()  # exactly one answer, before the close
+    assert got_id == request_id
+    assert isinstance(reply, Reject)
+    assert reply.code == "T03"
+    assert await peer.closed() == (1002, "3 unreadable frames in a row")
+    harness.processor.released.set()
+
+
+async def test_prepares_in_flight_are_answered_before_a_1009_close(harness: Harness) -> None:
+    peer = await harness.connect_as()
+    harness.processor.hold = True
+    request_id = await peer.send_prepare(make_prepare(harness.clock))
+    await harness.until(lambda: harness.processor.started == 1, "packet held")
+    await peer.send(b"\x06" + b"\x00" * MAX_FRAME)
+    got_id, reply = await peer.recv_reply()
+    assert got_id == request_id
+    assert isinstance(reply, Reject)
+    assert reply.code == "T03"
+    code, _ = await peer.closed()
+    assert code == 1009
+    harness.processor.released.set()
+
+
+async def test_repeated_in_flight_request_ids_reach_the_violation_limit(harness: Harness) -> None:
+    peer = await harness.connect_as()
+    harness.processor.hold = True
+    prepare = make_prepare(harness.clock)
+    await peer.send_frame(frames.ilp_message(77, codec.encode(prepare)))
+    await harness.until(lambda: harness.processor.started == 1, "packet held")
+    for _ in range(3):  # the same requestId while the first is in flight: never answered
+        await peer.send_frame(frames.ilp_message(77, codec.encode(prepare)))
+    got_id, reply = await peer.recv_reply()  # the one in flight is answered, once
+    assert (got_id, getattr(reply, "code", None)) == (77, "T03")
+    assert await peer.closed() == (1002, "3 unreadable frames in a row")
+    assert harness.processor.started == 1
+    harness.processor.released.set()

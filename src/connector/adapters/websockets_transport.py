@@ -30,13 +30,18 @@ from typing import Any, cast
 
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
-from websockets.frames import Frame, Opcode, apply_mask
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
 from websockets.protocol import CLIENT, CLOSED, CONNECTING, OPEN, Protocol
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
 from connector.domain.errors import PeerDisconnected
+
+try:
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover - a platform without websockets' C extension
+    from websockets.utils import apply_mask
 from connector.domain.ports import (
     AcceptHandler,
     ConnectionHandler,

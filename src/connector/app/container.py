@@ -170,6 +170,7 @@ class Container(containers.DeclarativeContainer):
             host=config.btp_server_host,
             port=config.btp_server_port,
             max_frame_size=config.max_frame_size,
+            open_timeout=config.auth_timeout,  # a stranger gets that long for each stage
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_interval,
             max_handshakes=config.max_connections,

@@ -103,3 +103,16 @@ def test_reprs_never_show_entry_data() -> None:
     message = frames.auth_message(1, "alice", b"hunter2")
     assert "hunter2" not in repr(message)
     assert "hunter2" not in str(message)
+
+
+def test_a_frame_with_too_many_protocol_data_entries_is_refused_unread() -> None:
+    # 87,000 empty entries fit in 256 KiB and took ~95 ms to decode: the count is capped.
+    count = frames.MAX_PROTOCOL_DATA_ENTRIES + 1
+    body = bytes((2,)) + count.to_bytes(2, "big") + b"\x00\x00\x00" * count
+    raw = b"\x06" + (7).to_bytes(4, "big") + b"\x82" + len(body).to_bytes(2, "big") + body
+    with pytest.raises(BtpCodecError, match="protocolData entries"):
+        frames.decode(raw)
+    at_limit = frames.MAX_PROTOCOL_DATA_ENTRIES
+    body = bytes((2,)) + at_limit.to_bytes(2, "big") + b"\x00\x00\x00" * at_limit
+    raw = b"\x06" + (7).to_bytes(4, "big") + b"\x82" + len(body).to_bytes(2, "big") + body
+    assert len(frames.decode(raw).protocol_data) == at_limit

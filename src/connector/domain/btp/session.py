@@ -12,7 +12,8 @@ States and what moves between them (one table, below, in the spirit of h11's ``_
     AWAITING_AUTH ──accept_auth / auth RESPONSE──▶ OPEN ──close()──▶ CLOSING
          │                                           │                  │
          └──bad auth, reject_auth──▶ CLOSING         └─too many unreadable frames─▶ ERROR
-    any state ──connection_lost()──▶ CLOSED          ERROR and CLOSED are final.
+    any state ──connection_lost()──▶ CLOSED          ERROR and CLOSED are final (ERROR still
+                                                     answers the requests it accepted).
 
 The session owns what interledger-rs tangles into its I/O: auth comes first; the peer's request
 ids and ours live in separate maps (RFC-0023 §Flow: "the requestId of a response is the
@@ -76,7 +77,9 @@ _ALLOWED: dict[str, frozenset[State]] = {
     "accept_auth": frozenset({State.AWAITING_AUTH}),
     "reject_auth": frozenset({State.AWAITING_AUTH}),
     "send_prepare": frozenset({State.OPEN}),
-    "send_result": frozenset({State.OPEN, State.CLOSING}),
+    # A session that failed still answers the requests it accepted (each gets exactly one
+    # answer, before the close frame); it reads nothing more.
+    "send_result": frozenset({State.OPEN, State.CLOSING, State.ERROR}),
     "close": frozenset({State.AWAITING_AUTH, State.OPEN, State.CLOSING}),
 }
 

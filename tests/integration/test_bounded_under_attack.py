@@ -1,0 +1,105 @@
+"""The real process under abuse: a peer that stops reading, sockets that never finish the
+WebSocket handshake. Every wait has a bound, then the socket is dropped; memory and file
+descriptors stay bounded; shutdown never hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from datetime import UTC, datetime, timedelta
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from connector.domain.btp import frames
+from connector.domain.ilp import codec
+from connector.domain.ilp.packets import Prepare
+from tests.fakes import CONDITION
+from tests.integration.helpers import GUARD, connector_process
+
+SECRET = "not-reading-secret"
+LONG_DESTINATION = "test.nowhere." + "x" * 1000  # each F02 Reject names it: about 1.1 KB
+
+
+async def _non_reading_peer(port: int) -> tuple[object, int]:
+    """Authenticate, then send Prepares whose Rejects we never read, until the connector stops
+    reading us (its back-pressure) or we have sent enough to fill every buffer between us."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    # max_queue=1: the client library stops reading the socket once one message waits.
+    ws = await connect(f"ws://127.0.0.1:{port}", sock=sock, max_queue=1, ping_interval=None)
+    await ws.send(frames.encode(frames.auth_message(1, "alice", SECRET.encode())))
+    assert isinstance(frames.decode(await ws.recv()), frames.Response)
+    expiry = datetime.now(UTC) + timedelta(seconds=30)
+    prepare = Prepare(1, expiry.replace(microsecond=0), CONDITION, LONG_DESTINATION)
+    packet = codec.encode(prepare)
+    sent = 0
+    try:
+        for request_id in range(2, 20_000):
+            async with asyncio.timeout(0.5):
+                await ws.send(frames.encode(frames.ilp_message(request_id, packet)))
+            sent += 1
+    except (TimeoutError, ConnectionClosed):
+        pass  # the connector stopped reading us (or dropped us): what a non-reader must get
+    return ws, sent
+
+
+async def test_a_peer_that_stops_reading_is_dropped_and_shutdown_stays_bounded() -> None:
+    async with connector_process(
+        BTP_PEER_ALICE_SECRET=SECRET,
+        CONNECTOR_PING_INTERVAL="1",
+        CONNECTOR_SHUTDOWN_TIMEOUT="2",
+    ) as node:
+        ws, sent = await _non_reading_peer(node.port)
+        assert sent > 1000
+        (record,) = await node.wait_for("btp_peer_not_reading")
+        assert record["remoteAddress"].startswith("127.0.0.1:")
+        (gone,) = await node.wait_for("btp_disconnect")
+        assert gone["peerId"] == "alice"
+        ws.transport.abort()  # type: ignore[attr-defined]
+
+        # Again, and this time stop the connector while the peer is not reading: SIGTERM must
+        # not wait on the full buffer past its bounds.
+        ws, _ = await _non_reading_peer(node.port)
+        node.signal(signal.SIGTERM)
+        assert await node.wait() == 0  # bounded by GUARD: it used to hang forever
+        ws.transport.abort()  # type: ignore[attr-defined]
+
+
+async def test_sockets_that_never_finish_the_handshake_are_counted_and_time_limited() -> None:
+    async with connector_process(
+        BTP_PEER_ALICE_SECRET=SECRET,
+        CONNECTOR_MAX_CONNECTIONS="3",
+        CONNECTOR_AUTH_TIMEOUT="4",
+    ) as node:
+        idle = []
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", node.port))
+            idle.append(sock)
+        await asyncio.sleep(0.2)
+        # One more than the limit is dropped at once, long before the 4 s handshake bound.
+        extra = socket.create_connection(("127.0.0.1", node.port))
+        extra.settimeout(2)
+        with contextlib.suppress(ConnectionResetError):
+            assert extra.recv(1) == b""
+        extra.close()
+        await node.wait_for("btp_handshake_refused")
+        # The idle ones are dropped at the handshake bound, each with a log line.
+        records = await node.wait_for("btp_handshake_timeout", count=3)
+        assert all(r["seconds"] == 4 for r in records)
+        for sock in idle:
+            sock.settimeout(GUARD)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""
+            sock.close()
+        # And the port serves again: a health probe gets its answer.
+        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
+        writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        async with asyncio.timeout(GUARD):
+            status = await reader.readline()
+        writer.close()
+        assert b" 200 " in status
