@@ -150,7 +150,7 @@ def build_server(
         address,
         limits,
     )
-    return BtpServer(transport, ctx)
+    return BtpServer(transport, ctx, links)
 
 
 class Harness:

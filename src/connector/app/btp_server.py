@@ -36,16 +36,13 @@ class _Refused:
 class BtpServer:
     """Accepts BTP peers and hands their Prepares to the pipeline."""
 
-    def __init__(self, transport: ServerTransport, ctx: LinkContext) -> None:
+    def __init__(self, transport: ServerTransport, ctx: LinkContext, links: Links) -> None:
         self.transport = transport
         self.ctx = ctx
+        self.links = links
         self.log = ctx.log
         self._shutdown_started = False
         self._stopped = False
-
-    @property
-    def links(self) -> Links:
-        return self.ctx.links
 
     @property
     def limits(self) -> ServerLimits:
@@ -53,17 +50,17 @@ class BtpServer:
 
     @property
     def draining(self) -> bool:
-        return self.ctx.links.draining
+        return self.links.draining
 
     @property
     def connections(self) -> list[BtpLink]:
         """Accepted connections still open, authenticated or not."""
-        return [link for link in self.ctx.links.all if link.role is Role.SERVER]
+        return [link for link in self.links.all if link.role is Role.SERVER]
 
     @property
     def peers(self) -> dict[str, BtpLink]:
         """Authenticated peers and the link packets to each go over."""
-        links = self.ctx.links
+        links = self.links
         return {p: link for p in links.connected_peers() if (link := links.link_for(p))}
 
     async def start(self, http: HttpHandler | None = None) -> None:
@@ -78,7 +75,7 @@ class BtpServer:
         )
 
     def _accept(self, conn: Connection) -> None:
-        links = self.ctx.links
+        links = self.links
         if links.draining or len(self.connections) >= self.limits.max_connections:
             reason = "connector shutting down" if links.draining else "server at capacity"
             self.log.warning(
@@ -94,7 +91,7 @@ class BtpServer:
         if self._shutdown_started:
             return
         self._shutdown_started = True
-        links = self.ctx.links
+        links = self.links
         limits = self.limits
         self.log.info(
             "btp_server_shutdown",

@@ -212,7 +212,7 @@ class Container(containers.DeclarativeContainer):
         observer=metrics,
         debug=config.debug,
     )
-    btp_server = providers.Singleton(BtpServer, transport=transport, ctx=link_context)
+    btp_server = providers.Singleton(BtpServer, transport=transport, ctx=link_context, links=links)
     outgoing = providers.Singleton(
         build_outgoing,
         peers=config.peers,

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from connector.domain.admission import AuthFailure
+from connector.app.metrics import Metrics, PeerStats
+from connector.domain.accounts import Accounts
+from connector.domain.admission import Admission, AuthFailure
 from connector.domain.btp.events import (
     Authenticated,
     AuthRequested,
@@ -33,19 +36,56 @@ from connector.domain.btp.events import (
 from connector.domain.btp.session import BtpSession, CloseCode, Role, State
 from connector.domain.ilp import codec
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject, Reply
-from connector.domain.pipeline import PacketRequest
-from connector.domain.ports import Connection, LogSink
+from connector.domain.pipeline import PacketRequest, Pipeline
+from connector.domain.ports import Clock, Connection, LogSink
 from connector.domain.secret import Secret
-
-if TYPE_CHECKING:
-    from connector.app.links import LinkContext
-    from connector.app.metrics import PeerStats
 
 #: The largest message before a peer has authenticated: an auth MESSAGE is tiny, and nothing
 #: bigger is read from a stranger.
 PRE_AUTH_MAX_MESSAGE = 16 * 1024
 
 _R00_EXPIRED = "expired before a reply"
+
+
+class LinkOwner(Protocol):
+    """What a link needs from the owner of all links (``app/links.py``'s ``Links``)."""
+
+    draining: bool
+
+    def track(self, link: BtpLink) -> None: ...
+
+    def attach(self, link: BtpLink) -> None: ...
+
+    def forget(self, link: BtpLink) -> None: ...
+
+    def answered_while_draining(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    """Every bound a link or the server enforces; each has a setting (see README)."""
+
+    auth_timeout: float = 5.0
+    max_in_flight: int = 4096
+    max_violations: int = 3
+    shutdown_timeout: float = 10.0
+    max_connections: int = 1000
+
+
+@dataclass(slots=True)
+class LinkContext:
+    """What every link of this node shares."""
+
+    pipeline: Pipeline
+    links: LinkOwner
+    accounts: Accounts
+    admission: Admission
+    clock: Clock
+    log: LogSink
+    ilp_address: str
+    limits: ServerLimits
+    observer: Metrics = field(default_factory=Metrics)
+    debug: bool = False
 
 
 def host_of(remote_address: str) -> str:

@@ -16,48 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from connector.app.metrics import Metrics
-from connector.domain.accounts import Accounts
-from connector.domain.admission import Admission
+from connector.app.link import BtpLink, LinkContext, ServerLimits
 from connector.domain.ilp.packets import IlpErrorCode, Reject
-from connector.domain.pipeline import PacketRequest, Pipeline
+from connector.domain.pipeline import PacketRequest
 from connector.domain.ports import Cancellable, Clock, LogSink
 
-if TYPE_CHECKING:
-    from connector.app.link import BtpLink
+__all__ = ["LinkContext", "Links", "ServerLimits"]
 
 #: Seconds between sweeps: how late, at most, an expiry is answered.
 SWEEP_INTERVAL = 0.1
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    """Every bound a link or the server enforces; each has a setting (see README)."""
-
-    auth_timeout: float = 5.0
-    max_in_flight: int = 4096
-    max_violations: int = 3
-    shutdown_timeout: float = 10.0
-    max_connections: int = 1000
-
-
-@dataclass(slots=True)
-class LinkContext:
-    """What every link of this node shares."""
-
-    pipeline: Pipeline
-    links: Links
-    accounts: Accounts
-    admission: Admission
-    clock: Clock
-    log: LogSink
-    ilp_address: str
-    limits: ServerLimits
-    observer: Metrics = field(default_factory=Metrics)
-    debug: bool = False
 
 
 class Links:

@@ -34,7 +34,7 @@ class ConnectorNode:
         self.node_id = node_id
         self._started = False
         self._stopping = False
-        self._links = server.ctx.links
+        self._links = server.links
         routes.replace(accounts.routing_table())
         if accounts.open_children:
             self._links.on_change(self._peer_changed)
