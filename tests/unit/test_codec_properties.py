@@ -113,3 +113,11 @@ def test_a_patched_prepare_is_the_prepare_with_the_new_amount_and_expiry(
     assert patched == codec.encode(
         Prepare(amount, expiry, prepare.execution_condition, prepare.destination, prepare.data)
     )
+
+
+@given(ilp_packets, st.binary(max_size=20))
+def test_a_relayed_packet_loses_only_the_bytes_after_its_envelope(
+    packet: Packet, tail: bytes
+) -> None:
+    raw = codec.encode(packet)
+    assert codec.envelope(raw + tail) == raw

@@ -11,7 +11,9 @@ masking, ping/pong and the closing handshake.
 Every wait is bounded, by one periodic check per transport (not a timer per connection or per
 message): the opening handshake (``open_timeout``), the closing handshake (``close_timeout``,
 then the socket is aborted), keepalive (a ping every ``ping_interval``; no pong within
-``ping_timeout`` aborts), and a peer that stops reading (congested for ``ping_timeout``: abort).
+``ping_timeout`` closes 1011, and that close is bounded like any other), and a peer that stops
+reading (congested for ``ping_timeout``: the socket is aborted, since no close frame would get
+through).
 Back-pressure: above ``write_high_water`` bytes buffered for a peer, the connection is
 ``congested`` and nothing more is read from that peer until the buffer drains.
 """

@@ -444,7 +444,7 @@ class BtpLink:
 
     def _flush(self) -> None:
         session = self.session
-        if session._out:
+        if session.has_output:
             send = self.conn.send
             for data in session.messages_to_send():
                 send(data)

@@ -1,4 +1,4 @@
-"""What the node is doing, at one moment: a frozen value that health and metrics read."""
+"""What the node is doing, at one moment: the frozen value the readiness endpoint reads."""
 
 from __future__ import annotations
 

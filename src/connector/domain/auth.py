@@ -87,7 +87,8 @@ class AuthThrottle:
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
     def failure(self, host: str, now: float) -> float:
-        """Record a failure at monotonic time ``now``; the delay (seconds) before replying."""
+        """Record a failure at ``now`` (seconds, from the injected clock); the delay (seconds)
+        before replying."""
         count, last = self._failures.pop(host, (0, now))
         if now - last > self._window:
             count = 0

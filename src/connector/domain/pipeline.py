@@ -8,9 +8,10 @@ outermost first, like middleware:
   Fulfill or Reject: the request goes no further), or takes the request away to answer it later
   (returns ``WAIT``: the last step sends it to the next hop and calls ``req.resume`` with the
   reply); a step that must wait for I/O may return an awaitable, which alone costs a task;
-- on the way out, the reply passes back through ``on_reply`` of every step the request reached,
-  innermost first, so a step that took something on the way in (a hold, later) always sees how it
-  ended.
+- on the way out, the reply passes back through ``on_reply`` of every step the request passed
+  (those before the one that answered or took it), innermost first, so a step that took something
+  on the way in (a hold, later) and passed the request on always sees how it ended. A step that
+  answers, or whose awaitable fails, has passed nothing on: what it took, it releases itself.
 
 The runner is the one place where an exception or a non-reply becomes a ``T00`` Reject, and it
 answers each request exactly once, synchronously when every step is synchronous: no task, future
@@ -133,17 +134,11 @@ class Pipeline:
         self._log = log or NullSink()
         self._prepares = tuple(step.on_prepare for step in self.steps)
         self._replies = tuple(getattr(step, "on_reply", None) for step in self.steps)
-        self._waiting = 0
 
     @property
     def names(self) -> list[str]:
         """The order that runs, outermost first."""
         return [step.name for step in self.steps]
-
-    @property
-    def waiting_tasks(self) -> int:
-        """Requests held by a step that awaits I/O (each costs a task)."""
-        return self._waiting
 
     def handle(
         self,
@@ -176,7 +171,6 @@ class Pipeline:
                 self._reply(req, index, result, None)  # type: ignore[arg-type]
                 return
             if isinstance(result, Awaitable):
-                self._waiting += 1
                 self._spawn(self._wait(req, index, result))
                 return
             self._reply(req, index, self._invalid(req, result), None)
@@ -191,11 +185,10 @@ class Pipeline:
             self._reply(req, index, self._failed(req, exc), None)
             return
         except BaseException:
-            # Cancelled (shutdown): the request is still answered, and its holds released.
+            # Cancelled (shutdown): the request is still answered, and the steps it passed see
+            # that answer on the way out.
             self._reply(req, index, self._failed(req, RuntimeError("cancelled")), None)
             raise
-        finally:
-            self._waiting -= 1
         if result is None:
             self._run(req, index + 1)
         elif isinstance(result, Fulfill | Reject):

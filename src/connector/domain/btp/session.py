@@ -148,6 +148,11 @@ class BtpSession:
         return request_id in self._incoming and self._state in _ANSWERABLE
 
     @property
+    def has_output(self) -> bool:
+        """Whether ``messages_to_send()`` has anything (a cheap check on the per-packet path)."""
+        return bool(self._out)
+
+    @property
     def violations(self) -> int:
         """Consecutive frames we could not read."""
         return self._violations
@@ -404,4 +409,4 @@ class BtpSession:
         except IlpCodecError as exc:
             self._events.append(RequestFailed(request_id, "F01", f"invalid ILP reply: {exc}"))
             return
-        self._events.append(ReplyReceived(request_id, reply, packet))
+        self._events.append(ReplyReceived(request_id, reply, codec.envelope(packet)))

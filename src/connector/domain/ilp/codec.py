@@ -217,3 +217,14 @@ def patch_prepare(packet: bytes, amount: int, expires_at: datetime) -> bytes:
             packet[start + 25 : end],
         )
     )
+
+
+def envelope(packet: bytes) -> bytes:
+    """``packet``, a packet that decoded, without any bytes after its envelope: what we relay."""
+    first = packet[1]
+    if first < 0x80:
+        end = 2 + first
+    else:
+        n = first & 0x7F
+        end = 2 + n + int.from_bytes(packet[2 : 2 + n], "big")
+    return packet if end >= len(packet) else packet[:end]
