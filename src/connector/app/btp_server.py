@@ -102,6 +102,7 @@ class BtpServer:
         # health probes see 503 "stopping" before any connection closes.
         await links.drain(limits.shutdown_timeout)
         await links.close_all("connector shutting down", limits.shutdown_timeout)
+        self.ctx.pipeline.abandon()  # steps whose task was cancelled before it ever ran
         await self.transport.stop_accepting()
         with contextlib.suppress(TimeoutError):
             # Real time: sockets still in a handshake close by the transport's own bounds.

@@ -152,6 +152,10 @@ class BtpLink:
             self.session.send_auth(username, token)
             self._flush()
 
+    def answer_in_flight(self, reason: str) -> None:
+        """Answer T03 to every Prepare of the peer still in flight."""
+        self._answer_all(IlpErrorCode.T03_CONNECTOR_BUSY, reason)
+
     def stop(self, reason: str, code: int = CloseCode.NORMAL) -> None:
         """Close from our side: answer the peer's requests still in flight (T03), then close."""
         self._answer_all(IlpErrorCode.T03_CONNECTOR_BUSY, reason)

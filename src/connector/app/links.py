@@ -37,6 +37,7 @@ class Links:
         self._by_peer: dict[str, list[BtpLink]] = {}
         self.all: set[BtpLink] = set()  # every link, authenticated or not
         self._listeners: list[Callable[[str, bool], None]] = []
+        self._connected: set[str] = set()  # peers reported connected to the listeners
         self._sweeper: Cancellable | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
@@ -60,14 +61,14 @@ class Links:
         assert peer_id is not None
         links = self._by_peer.setdefault(peer_id, [])
         replaced = [old for old in links if old.role is link.role and old is not link]
-        was_connected = any(old.is_open for old in links)
         for old in replaced:
             links.remove(old)
         links.append(link)
         for old in replaced:
             self._log.info("btp_connection_replaced", peerId=peer_id)
             old.stop("replaced by a newer connection for this peer")
-        if not was_connected:
+        if peer_id not in self._connected:
+            self._connected.add(peer_id)
             for listener in self._listeners:
                 listener(peer_id, True)
 
@@ -81,6 +82,7 @@ class Links:
         links.remove(link)
         if not links:
             del self._by_peer[peer_id]  # type: ignore[arg-type]
+            self._connected.discard(peer_id)
             for listener in self._listeners:
                 listener(peer_id, False)  # type: ignore[arg-type]
         self._maybe_idle()
@@ -160,6 +162,10 @@ class Links:
         """Stop every link (what is still in flight gets T03), wait for them to close (bounded:
         each transport aborts a close that takes longer than its close timeout), then cancel
         what is left of steps that await I/O."""
+        # Every link answers what it still owes first, so no Prepare in flight is failed by the
+        # close of another link before its own answer (T03) is written.
+        for link in list(self.all):
+            link.answer_in_flight(reason)
         for link in list(self.all):
             link.stop(reason)
         closing = [link.closed.wait() for link in list(self.all)]

@@ -134,6 +134,8 @@ class Pipeline:
         self._log = log or NullSink()
         self._prepares = tuple(step.on_prepare for step in self.steps)
         self._replies = tuple(getattr(step, "on_reply", None) for step in self.steps)
+        #: Requests whose step awaits I/O: answered by ``abandon`` if their task never ends.
+        self._awaiting: dict[int, tuple[PacketRequest, int, Awaitable[Any]]] = {}
 
     @property
     def names(self) -> list[str]:
@@ -171,6 +173,7 @@ class Pipeline:
                 self._reply(req, index, result, None)  # type: ignore[arg-type]
                 return
             if isinstance(result, Awaitable):
+                self._awaiting[id(req)] = (req, index, result)
                 self._spawn(self._wait(req, index, result))
                 return
             self._reply(req, index, self._invalid(req, result), None)
@@ -181,10 +184,13 @@ class Pipeline:
     async def _wait(self, req: PacketRequest, index: int, pending: Awaitable[Any]) -> None:
         try:
             result = await pending
+            self._awaiting.pop(id(req), None)
         except Exception as exc:
+            self._awaiting.pop(id(req), None)
             self._reply(req, index, self._failed(req, exc), None)
             return
         except BaseException:
+            self._awaiting.pop(id(req), None)
             # Cancelled (shutdown): the request is still answered, and the steps it passed see
             # that answer on the way out.
             self._reply(req, index, self._failed(req, RuntimeError("cancelled")), None)
@@ -195,6 +201,19 @@ class Pipeline:
             self._reply(req, index, result, None)
         else:
             self._reply(req, index, self._invalid(req, result), None)
+
+    def abandon(self) -> int:
+        """Answer (T00) every request whose step still awaits I/O: for shutdown, once the tasks
+        were cancelled, since a task cancelled before it first ran never reaches its own
+        ``except``. Returns how many there were."""
+        waiting = list(self._awaiting.values())
+        self._awaiting.clear()
+        for req, index, pending in waiting:
+            close = getattr(pending, "close", None)
+            if close is not None:
+                close()  # a coroutine that never ran: no "never awaited" warning
+            self._reply(req, index, self._failed(req, RuntimeError("abandoned")), None)
+        return len(waiting)
 
     def _reply(self, req: PacketRequest, index: int, reply: Reply, raw: bytes | None) -> None:
         """The way out: ``on_reply`` of the steps before ``index``, innermost first."""
