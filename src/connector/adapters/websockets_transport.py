@@ -166,6 +166,9 @@ class WebSocket(asyncio.Protocol):
         self._late: list[bytes] | None = None  # answers written before a library-sent close
         self._closed_reported = False
         self._in_handshake = False
+        self._fast = False  # plain binary frames are parsed here, not by websockets
+        self._clean_chunk = False
+        self._partial = b""  # the start of a frame _frames has not got whole yet
         self._opened_at = 0.0
         self.on_open: Callable[[WebSocket], None] | None = None  # set by the side that made it
         self.handshake_done: asyncio.Future[None] | None = None
@@ -244,6 +247,16 @@ class WebSocket(asyncio.Protocol):
                 transport.abort()
 
     def data_received(self, data: bytes) -> None:
+        if self._fast:
+            self._frames(data)
+            return
+        # A handshake that ends its read chunk leaves websockets' parser at a frame boundary
+        # with nothing buffered: from then on plain data frames can be read here (_frames).
+        self._clean_chunk = data.endswith(b"\r\n\r\n")
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes for websockets' own parser (the handshake, control frames, anything unusual)."""
         ws = self.ws
         was_open = ws.state is OPEN
         ws.receive_data(data)
@@ -288,6 +301,67 @@ class WebSocket(asyncio.Protocol):
         self._update_reading()
 
     # --- internals ------------------------------------------------------------------------
+
+    def _frames(self, data: bytes) -> None:
+        """Read whole, plain binary frames (FIN, no RSV bits, masked as the side requires, within
+        the size limit) straight from ``data``: websockets' generator-based parser costs more
+        than the rest of a packet's decoding. Complete control frames go to websockets one at a
+        time, so its parser always starts at a frame boundary; at anything else (a fragment, a
+        text frame, an oversized or malformed header) the rest of the stream goes to websockets
+        for good, and it applies its own checks (1009 from the header, 1002...)."""
+        buf = self._partial + data if self._partial else data
+        ws = self.ws
+        masked_expected = 0x80 if ws.side is not CLIENT else 0
+        size = len(buf)
+        pos = 0
+        while size - pos >= 2:
+            first, second = buf[pos], buf[pos + 1]
+            length = second & 0x7F
+            head = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                head = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = 10
+            mask = second & 0x80
+            head += 4 if mask else 0
+            limit = ws.max_message_size
+            if first == 0x82 and mask == masked_expected and (limit is None or length <= limit):
+                end = pos + head + length
+                if end > size:
+                    break  # wait for the rest of this frame
+                payload = buf[pos + head : end]
+                if mask:
+                    payload = apply_mask(payload, buf[pos + head - 4 : pos + head])
+                pos = end
+                self._message(payload)
+            elif first & 0x88 == 0x88 and not first & 0x70 and length <= 125:
+                end = pos + head + length  # a whole control frame (FIN, opcode 8 and up)
+                if end > size:
+                    break
+                self._feed(bytes(buf[pos:end]))
+                pos = end
+            else:
+                self._fast = False
+                break
+            if ws.state is not OPEN:
+                self._fast = False
+                break
+        rest = buf[pos:]
+        if self._fast:
+            self._partial = rest
+            self._mark()
+        else:
+            self._partial = b""
+            if rest:
+                self._feed(bytes(rest))
+            else:
+                self._mark()
 
     def _deliver(self, events: list[Any]) -> None:
         for event in events:
@@ -338,6 +412,7 @@ class WebSocket(asyncio.Protocol):
         self._mark()
         self._handshake_over()
         if response.status_code == 101:
+            self._fast = self._clean_chunk
             server.accept(self)
 
     def _handshake_response(self) -> None:
@@ -348,6 +423,7 @@ class WebSocket(asyncio.Protocol):
             if ws.handshake_exc is not None:
                 done.set_exception(ws.handshake_exc)
             else:
+                self._fast = self._clean_chunk
                 done.set_result(None)
 
     def _handshake_over(self) -> None:
