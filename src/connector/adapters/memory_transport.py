@@ -20,6 +20,8 @@ from connector.domain.errors import PeerDisconnected
 from connector.domain.ports import AcceptHandler, ConnectionHandler, HttpHandler
 
 MESSAGE_TOO_BIG = 1009
+#: Messages delivered to one end per turn of the event loop, as one socket read would.
+_BATCH = 64
 
 
 class MemoryConnection:
@@ -127,7 +129,13 @@ class MemoryConnection:
     def _drain(self) -> None:
         self._scheduled = False
         handler = self._handler
+        budget = _BATCH
         while self._inbox and handler is not None and self._closed is None:
+            if not budget:
+                # Like one socket read: the rest waits for a later turn, after other ends.
+                self._schedule()
+                return
+            budget -= 1
             if self.congested:
                 # Like a socket we stopped reading: the rest waits until we can write again.
                 asyncio.get_running_loop().call_later(0.001, self._schedule)
