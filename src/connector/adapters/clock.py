@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -11,6 +12,8 @@ from datetime import UTC, datetime
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    monotonic = staticmethod(time.perf_counter)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)

@@ -227,6 +227,7 @@ class Container(containers.DeclarativeContainer):
         outgoing=outgoing,
         accounts=accounts,
         routes=routes,
+        metrics=metrics,
         log=log,
         node_id=config.node_id,
     )

@@ -13,7 +13,6 @@ Every Prepare the peer sent and we accepted gets exactly one answer: the pipelin
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -45,6 +44,19 @@ from connector.domain.secret import Secret
 PRE_AUTH_MAX_MESSAGE = 16 * 1024
 
 _R00_EXPIRED = "expired before a reply"
+
+
+class Observer(Protocol):
+    """Where a link reports what metrics count (``app/metrics.py``'s ``Metrics``): per-peer
+    plain counters it bumps itself, and the rare events."""
+
+    def peer(self, peer_id: str) -> PeerStats: ...
+
+    def auth_failed(self, failure: AuthFailure) -> None: ...
+
+    def frame_rejected(self, peer_id: str | None, answered: bool) -> None: ...
+
+    def dialing(self, peer_id: str) -> None: ...
 
 
 class LinkOwner(Protocol):
@@ -84,7 +96,7 @@ class LinkContext:
     log: LogSink
     ilp_address: str
     limits: ServerLimits
-    observer: Metrics = field(default_factory=Metrics)
+    observer: Observer = field(default_factory=Metrics)
     debug: bool = False
 
 
@@ -128,6 +140,7 @@ class BtpLink:
         self._refusing = False
         self._close: tuple[int, str] | None = None
         self._debug = ctx.debug
+        self._monotonic = ctx.clock.monotonic
         # For the one summary line per connection (btp_disconnect).
         self.fulfilled = self.rejected = self.sent = 0
 
@@ -213,7 +226,7 @@ class BtpLink:
         ctx = self.ctx
         request_id = event.request_id
         prepare = event.prepare
-        self.incoming[request_id] = (prepare.expires_at, time.perf_counter())
+        self.incoming[request_id] = (prepare.expires_at, self._monotonic())
         if self._debug:
             self.log.debug(
                 "btp_message_received",
@@ -253,7 +266,7 @@ class BtpLink:
         if stats is not None:
             stats.answered(
                 None if fulfilled else reply.code,  # type: ignore[union-attr]
-                time.perf_counter() - started[1],
+                self._monotonic() - started[1],
             )
         if self._debug:
             self.log.debug(
@@ -423,7 +436,7 @@ class BtpLink:
             self._failed(event)
         elif isinstance(event, InvalidPrepareReceived):
             self.log.warning("btp_invalid_prepare", requestId=event.request_id, reason=event.reason)
-            self.incoming[event.request_id] = (self.ctx.clock.now(), time.perf_counter())
+            self.incoming[event.request_id] = (self.ctx.clock.now(), self._monotonic())
             self._answer_with(event.request_id, IlpErrorCode.F01_INVALID_PACKET, event.reason)
         elif isinstance(event, FrameRejected):
             if self.role is Role.SERVER and self.opened_at is None and not self._refusing:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.health import Health
+from connector.app.metrics import Metrics
 from connector.app.status import NodeStatus, PeerStatus
 from connector.domain.accounts import Accounts
 from connector.domain.ports import LogSink
@@ -23,6 +24,7 @@ class ConnectorNode:
         outgoing: list[OutgoingPeer],
         accounts: Accounts,
         routes: Routes,
+        metrics: Metrics,
         log: LogSink,
         node_id: str = "connector",
     ) -> None:
@@ -38,7 +40,8 @@ class ConnectorNode:
         routes.replace(accounts.routing_table())
         if accounts.open_children:
             self._links.on_change(self._peer_changed)
-        server.ctx.observer.watch(self._peer_state)
+        self.metrics = metrics
+        metrics.watch(self._peer_state)
 
     @property
     def state(self) -> str:
@@ -85,7 +88,7 @@ class ConnectorNode:
         self.routes.replace(self.accounts.routing_table(self._links.connected_peers()))
 
     async def start(self) -> None:
-        await self.server.start(http=Health(self.status, self.server.ctx.observer).http)
+        await self.server.start(http=Health(self.status, self.metrics).http)
         self._started = True
         for peer in self.outgoing:
             peer.start()

@@ -33,6 +33,10 @@ class Clock(Protocol):
         """The current UTC time (timezone-aware), for expiries and timestamps."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for durations (latency metrics)."""
+        ...
+
     async def sleep(self, seconds: float) -> None: ...
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
