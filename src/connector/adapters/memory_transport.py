@@ -20,6 +20,7 @@ from connector.domain.errors import PeerDisconnected
 from connector.domain.ports import AcceptHandler, ConnectionHandler, HttpHandler
 
 MESSAGE_TOO_BIG = 1009
+_TOO_BIG = (MESSAGE_TOO_BIG, "message too big", "refused unread")
 #: Messages delivered to one end per turn of the event loop, as one socket read would.
 _BATCH = 64
 
@@ -31,7 +32,7 @@ class MemoryConnection:
         self._remote = remote_address
         self.max_size = self._limit = max_size
         self._high_water = high_water
-        self._inbox: deque[bytes | str | tuple[int, str]] = deque()
+        self._inbox: deque[bytes | str | tuple[int, str] | tuple[int, str, str]] = deque()
         self._queued = 0  # bytes in our inbox: the far end's write buffer
         self._handler: ConnectionHandler | None = None
         self._scheduled = False
@@ -72,8 +73,10 @@ class MemoryConnection:
         if self._closing or self._closed is not None or peer is None:
             return
         if len(data) > peer.max_size:
-            # As a WebSocket peer would: refused unread, after the receiver's last answers.
-            peer._too_big()
+            # As a WebSocket peer would, in order: what came before is delivered, then this is
+            # refused unread (1009), after the receiver's last answers.
+            peer._inbox.append(_TOO_BIG)
+            peer._arrived()
             return
         peer._inbox.append(data)
         peer._queued += len(data)
@@ -106,8 +109,8 @@ class MemoryConnection:
             if self._inbox:
                 item = self._inbox.popleft()
                 if isinstance(item, tuple):
-                    self._closed_by_far_end(*item)
-                    raise PeerDisconnected(*item)
+                    self._closed_by_far_end(item[0], item[1])
+                    raise PeerDisconnected(item[0], item[1])
                 self._queued -= len(item)
                 return item
             if self._closed is not None:
@@ -141,8 +144,13 @@ class MemoryConnection:
                 asyncio.get_running_loop().call_later(0.001, self._schedule)
                 return
             item = self._inbox.popleft()
+            if item is _TOO_BIG:
+                self._inbox.clear()  # discarded unread, as a failed WebSocket does
+                self._queued = 0
+                self._too_big()
+                return
             if isinstance(item, tuple):
-                self._closed_by_far_end(*item)
+                self._closed_by_far_end(item[0], item[1])
                 return
             self._queued -= len(item)
             handler.on_message(item)

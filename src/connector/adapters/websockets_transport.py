@@ -168,7 +168,7 @@ class WebSocket(asyncio.Protocol):
         self._in_handshake = False
         self._fast = False  # plain binary frames are parsed here, not by websockets
         self._clean_chunk = False
-        self._partial = b""  # the start of a frame _frames has not got whole yet
+        self._partial = bytearray()  # the start of a frame _frames has not got whole yet
         self._opened_at = 0.0
         self.on_open: Callable[[WebSocket], None] | None = None  # set by the side that made it
         self.handshake_done: asyncio.Future[None] | None = None
@@ -217,8 +217,7 @@ class WebSocket(asyncio.Protocol):
             ws.send_close(code, reason[:120])
             self._mark()
         if self._close_deadline is None and self._transport is not None:
-            loop = asyncio.get_running_loop()
-            self._close_deadline = loop.time() + self._options.close_timeout
+            self._start_close_deadline()
             if self.congested:  # the close frame cannot get through a full buffer
                 self.abort()
 
@@ -252,7 +251,8 @@ class WebSocket(asyncio.Protocol):
             return
         # A handshake that ends its read chunk leaves websockets' parser at a frame boundary
         # with nothing buffered: from then on plain data frames can be read here (_frames).
-        self._clean_chunk = data.endswith(b"\r\n\r\n")
+        # (the first blank line ends the chunk: no frame bytes came after the HTTP head)
+        self._clean_chunk = data.find(b"\r\n\r\n") == len(data) - 4
         self._feed(data)
 
     def _feed(self, data: bytes) -> None:
@@ -261,20 +261,37 @@ class WebSocket(asyncio.Protocol):
         was_open = ws.state is OPEN
         ws.receive_data(data)
         events = ws.events_received()
-        if was_open and ws.close_sent is not None and ws.parser_exc is not None:
-            # websockets failed the connection (an oversized message: 1009, bad framing: 1002)
-            # and queued its close frame: answers still owed go out before it.
-            pending = ws.data_to_send()
-            self._late = []
+        if was_open and ws.state is not OPEN:
+            self._start_close_deadline()
+            if ws.close_sent is not None and ws.parser_exc is not None:
+                # websockets failed the connection (an oversized message: 1009, bad framing:
+                # 1002) and queued its close frame: answers still owed go out before it.
+                pending = ws.data_to_send()
+                self._late = []
+                self._deliver(events)
+                if self._handler is not None:
+                    self._handler.on_closing(ws.close_sent.code, ws.close_sent.reason)
+                late, self._late = self._late, None
+                self._write([*late, *pending])
+                return
+            # The peer closed: nothing more can be sent, and the link must know at once.
             self._deliver(events)
+            frame = ws.close_rcvd or ws.close_sent
             if self._handler is not None:
-                self._handler.on_closing(ws.close_sent.code, ws.close_sent.reason)
-            late, self._late = self._late, None
-            self._write([*late, *pending])
+                self._handler.on_closing(
+                    frame.code if frame else 1006, frame.reason if frame else "connection lost"
+                )
+            self._mark()
             return
         if events:
             self._deliver(events)
         self._mark()
+
+    def _start_close_deadline(self) -> None:
+        """Every close, whoever began it, ends by the close timeout: then the socket is aborted."""
+        if self._close_deadline is None and self._transport is not None:
+            loop = asyncio.get_running_loop()
+            self._close_deadline = loop.time() + self._options.close_timeout
 
     def eof_received(self) -> bool | None:
         self.ws.receive_eof()
@@ -309,7 +326,12 @@ class WebSocket(asyncio.Protocol):
         time, so its parser always starts at a frame boundary; at anything else (a fragment, a
         text frame, an oversized or malformed header) the rest of the stream goes to websockets
         for good, and it applies its own checks (1009 from the header, 1002...)."""
-        buf = self._partial + data if self._partial else data
+        if self._partial:
+            # Appending, not concatenating: a frame trickled in byte by byte costs linear time.
+            self._partial += data
+            buf: bytes | bytearray = self._partial
+        else:
+            buf = data
         ws = self.ws
         masked_expected = 0x80 if ws.side is not CLIENT else 0
         size = len(buf)
@@ -335,7 +357,7 @@ class WebSocket(asyncio.Protocol):
                 end = pos + head + length
                 if end > size:
                     break  # wait for the rest of this frame
-                payload = buf[pos + head : end]
+                payload = bytes(buf[pos + head : end])
                 if mask:
                     payload = apply_mask(payload, buf[pos + head - 4 : pos + head])
                 pos = end
@@ -352,14 +374,17 @@ class WebSocket(asyncio.Protocol):
             if ws.state is not OPEN:
                 self._fast = False
                 break
-        rest = buf[pos:]
         if self._fast:
-            self._partial = rest
+            if buf is self._partial:
+                del self._partial[:pos]  # at most one frame's start is left to move
+            elif pos < size:
+                self._partial = bytearray(buf[pos:])
             self._mark()
         else:
-            self._partial = b""
+            rest = bytes(buf[pos:])
+            self._partial = bytearray()
             if rest:
-                self._feed(bytes(rest))
+                self._feed(rest)
             else:
                 self._mark()
 
@@ -482,6 +507,8 @@ class WebSocket(asyncio.Protocol):
                 )
                 transport.abort()
             return
+        if state is not OPEN:
+            self._start_close_deadline()  # a close websockets began itself is bounded too
         if self._close_deadline is not None and now > self._close_deadline:
             transport.abort()
             return
@@ -497,6 +524,8 @@ class WebSocket(asyncio.Protocol):
             return
         if self._ping_sent is not None:
             if timeout is not None and now - self._ping_sent > timeout:
+                if self._handler is not None:  # answers still owed go before the close
+                    self._handler.on_closing(1011, "keepalive ping timeout")
                 self.close(1011, "keepalive ping timeout")
             return
         if now - self._last_ping >= o.ping_interval:

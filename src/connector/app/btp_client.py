@@ -71,6 +71,9 @@ class OutgoingPeer:
                     error=f"{type(exc).__name__}: {exc}"[:200],
                 )
             else:
+                if self._stopping or ctx.links.draining:  # the dial ended after shutdown began
+                    conn.abort()
+                    return
                 link = BtpLink(ctx, conn, Role.CLIENT, peer_id=self.peer_id)
                 self.link = link
                 try:

@@ -30,6 +30,7 @@ from connector.domain.btp.events import (
     PrepareReceived,
     ReplyReceived,
     RequestFailed,
+    RequestIgnored,
     ResponseIgnored,
 )
 from connector.domain.btp.session import BtpSession, CloseCode, Role, State
@@ -237,7 +238,11 @@ class BtpLink:
         stats = self.stats
         if stats is not None:
             stats.amount += prepare.amount
-        if ctx.links.draining:
+        if self._close is not None or self.account is None:
+            # We are closing this connection: it takes nothing more to forward, since no answer
+            # could reach the peer after our close frame.
+            self._answer_with(request_id, IlpErrorCode.T03_CONNECTOR_BUSY, "connection closing")
+        elif ctx.links.draining:
             self._answer_with(
                 request_id, IlpErrorCode.T03_CONNECTOR_BUSY, "connector shutting down"
             )
@@ -246,7 +251,6 @@ class BtpLink:
                 request_id, IlpErrorCode.T03_CONNECTOR_BUSY, "too many requests in flight"
             )
         else:
-            assert self.account is not None
             ctx.pipeline.handle(self, request_id, self.account, prepare, event.packet)
 
     def answer(self, request_id: int, reply: Reply, raw: bytes | None) -> None:
@@ -454,7 +458,7 @@ class BtpLink:
             # Answers owed to the peer go out before the close frame.
             self._flush()
             self.stop(event.reason, event.code)
-        elif isinstance(event, ResponseIgnored) and self._debug:
+        elif isinstance(event, ResponseIgnored | RequestIgnored) and self._debug:
             self.log.debug("btp_response_ignored", requestId=event.request_id)
 
     # --- transport ------------------------------------------------------------------------

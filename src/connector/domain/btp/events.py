@@ -84,6 +84,13 @@ class ResponseIgnored:
 
 
 @dataclass(frozen=True, slots=True)
+class RequestIgnored:
+    """A request that arrived while the session was closing: not taken, not answered."""
+
+    request_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class CloseRequested:
     """The session wants the transport closed with this WebSocket close code and reason."""
 
@@ -100,5 +107,6 @@ Event = (
     | RequestFailed
     | FrameRejected
     | ResponseIgnored
+    | RequestIgnored
     | CloseRequested
 )

@@ -406,14 +406,15 @@ def encode_ilp_frame(kind: FrameType, request_id: int, packet: bytes) -> bytes:
     if not 0 <= request_id <= UINT32_MAX:
         raise BtpCodecError("requestId must be an unsigned 32-bit integer")
     size = len(packet)
-    inner = 7 + size + (1 if size < 0x80 else 2 if size < 0x100 else 3)
+    size_prefix = _LENGTHS[size] if size < 0x100 else encode_length(size)
+    inner = 7 + len(size_prefix) + size
     return b"".join(
         (
             bytes((kind,)),
             request_id.to_bytes(4, "big"),
             _LENGTHS[inner] if inner < 0x100 else encode_length(inner),
             _ILP_ENTRY_HEAD,
-            _LENGTHS[size] if size < 0x100 else encode_length(size),
+            size_prefix,
             packet,
         )
     )

@@ -37,6 +37,7 @@ from connector.domain.btp.events import (
     PrepareReceived,
     ReplyReceived,
     RequestFailed,
+    RequestIgnored,
     ResponseIgnored,
 )
 from connector.domain.btp.frames import FrameType
@@ -202,6 +203,10 @@ class BtpSession:
             return
         if self._state is State.AWAITING_AUTH:
             self._receive_during_auth(frame)
+        elif self._state is State.CLOSING and not isinstance(frame, frames.Response | frames.Error):
+            # Closing: no new request is taken (nor answered: the close is on its way); answers
+            # to our own requests still arrive.
+            self._events.append(RequestIgnored(frame.request_id))
         elif isinstance(frame, frames.Message):
             self._receive_message(frame)
         elif isinstance(frame, frames.Transfer):
@@ -405,8 +410,8 @@ class BtpSession:
         try:
             if packet is None:
                 raise IlpCodecError("RESPONSE has no ilp entry")
-            reply = codec.decode_reply(packet)
+            reply, canonical = codec.decode_reply_bytes(packet)
         except IlpCodecError as exc:
             self._events.append(RequestFailed(request_id, "F01", f"invalid ILP reply: {exc}"))
             return
-        self._events.append(ReplyReceived(request_id, reply, codec.envelope(packet)))
+        self._events.append(ReplyReceived(request_id, reply, canonical))

@@ -200,31 +200,49 @@ def encode_prepare(packet: Prepare) -> bytes:
     return b"\x0c" + encode_length(len(body)) + body
 
 
+def _length_at(buf: bytes, pos: int) -> tuple[int, int]:
+    """``(start, length)`` of the length determinant at ``pos`` of a packet that decoded."""
+    first = buf[pos]
+    if first < 0x80:
+        return pos + 1, first
+    n = first & 0x7F
+    return pos + 1 + n, int.from_bytes(buf[pos + 1 : pos + 1 + n], "big")
+
+
 def patch_prepare(packet: bytes, amount: int, expires_at: datetime) -> bytes:
     """``packet``, a Prepare that ``decode_prepare`` accepted, with a new amount and expiry
     written in place: what a connector forwards, without decoding and re-encoding the rest.
-    Bytes after the envelope are dropped."""
-    first = packet[1]
-    start = 2 if first < 0x80 else 2 + (first & 0x7F)
-    end = start + int.from_bytes(packet[2:start], "big") if first >= 0x80 else start + first
+    Byte for byte what ``encode_prepare`` gives for the same fields: bytes after the data, inside
+    the envelope or after it, are dropped."""
     if not 0 <= amount <= UINT64_MAX:
         raise IlpCodecError("amount must be an unsigned 64-bit integer")
-    return b"".join(
-        (
-            packet[:start],
-            amount.to_bytes(8, "big"),
-            format_interledger_timestamp(expires_at),
-            packet[start + 25 : end],
-        )
+    start, length = _length_at(packet, 1)
+    destination_start, destination_length = _length_at(packet, start + 57)
+    data_start, data_length = _length_at(packet, destination_start + destination_length)
+    data_end = data_start + data_length
+    fields = (
+        amount.to_bytes(8, "big"),
+        format_interledger_timestamp(expires_at),
+        packet[start + 25 : data_end],
     )
+    if data_end == start + length:  # the envelope holds exactly the fields: keep its header
+        return b"".join((packet[:start], *fields))
+    body = b"".join(fields)
+    return b"\x0c" + encode_length(len(body)) + body
 
 
-def envelope(packet: bytes) -> bytes:
-    """``packet``, a packet that decoded, without any bytes after its envelope: what we relay."""
-    first = packet[1]
-    if first < 0x80:
-        end = 2 + first
-    else:
-        n = first & 0x7F
-        end = 2 + n + int.from_bytes(packet[2 : 2 + n], "big")
-    return packet if end >= len(packet) else packet[:end]
+def decode_reply_bytes(buf: bytes) -> tuple[Fulfill | Reject, bytes]:
+    """A Fulfill or Reject and its canonical bytes (what ``encode`` gives): ``buf`` itself in the
+    common case, so a connector relays the reply it checked without re-encoding it."""
+    size = len(buf)
+    if (
+        size >= 35
+        and buf[0] == _FULFILL
+        and buf[1] + 2 == size
+        and buf[1] < 0x80
+        and buf[34] < 0x80
+        and 35 + buf[34] == size
+    ):
+        return trusted_fulfill(buf[2:34], buf[35:]), buf
+    reply = decode_reply(buf)
+    return reply, encode(reply)
