@@ -70,36 +70,66 @@ async def test_a_peer_that_stops_reading_is_dropped_and_shutdown_stays_bounded()
         ws.transport.abort()  # type: ignore[attr-defined]
 
 
+async def _get(port: int, raw: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(raw)
+    try:
+        async with asyncio.timeout(GUARD):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
 async def test_sockets_that_never_finish_the_handshake_are_counted_and_time_limited() -> None:
     async with connector_process(
         BTP_PEER_ALICE_SECRET=SECRET,
         CONNECTOR_MAX_CONNECTIONS="3",
         CONNECTOR_AUTH_TIMEOUT="4",
     ) as node:
-        idle = []
-        for _ in range(3):
-            sock = socket.create_connection(("127.0.0.1", node.port))
-            idle.append(sock)
+        idle = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(3)]
         await asyncio.sleep(0.2)
-        # One more than the limit is dropped at once, long before the 4 s handshake bound.
-        extra = socket.create_connection(("127.0.0.1", node.port))
-        extra.settimeout(2)
-        with contextlib.suppress(ConnectionResetError):
-            assert extra.recv(1) == b""
-        extra.close()
-        await node.wait_for("btp_handshake_refused")
+        # The handshake slots are full: a health probe still gets its answer...
+        answer = await _get(node.port, b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 200 " in answer.split(b"\r\n", 1)[0]
+        # ...a few more sockets are held for a second at most, and beyond them none at all.
+        extra = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(70)]
+        (refused, *_) = await node.wait_for("btp_handshake_refused")
+        assert refused["reason"] == "too many"
+        for sock in extra:
+            sock.settimeout(GUARD)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(1) == b""
+            sock.close()
         # The idle ones are dropped at the handshake bound, each with a log line.
         records = await node.wait_for("btp_handshake_timeout", count=3)
-        assert all(r["seconds"] == 4 for r in records)
+        assert {r["seconds"] for r in records} == {4}
         for sock in idle:
             sock.settimeout(GUARD)
             with contextlib.suppress(ConnectionResetError):
                 assert sock.recv(1) == b""
             sock.close()
         # And the port serves again: a health probe gets its answer.
-        reader, writer = await asyncio.open_connection("127.0.0.1", node.port)
-        writer.write(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
-        async with asyncio.timeout(GUARD):
-            status = await reader.readline()
-        writer.close()
-        assert b" 200 " in status
+        answer = await _get(node.port, b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 200 " in answer.split(b"\r\n", 1)[0]
+
+
+async def test_malformed_http_gets_an_answer_or_a_close_and_never_a_traceback() -> None:
+    async with connector_process(BTP_PEER_ALICE_SECRET=SECRET) as node:
+        two_upgrades = (
+            b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert b" 400 " in (await _get(node.port, two_upgrades)).split(b"\r\n", 1)[0]
+        pipelined = (
+            b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        answer = await _get(node.port, pipelined)
+        assert answer.count(b"HTTP/1.1 ") == 1  # the first is answered, then the close
+        assert b'{"status": "live"}' in answer
+        for garbage in (b"\x00\xff garbage\r\n\r\n", b"GET\r\n\r\n", b"POST / HTTP/1.1\r\n\r\n"):
+            await _get(node.port, garbage)  # closed, with or without an answer
+        answer = await _get(node.port, b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b" 200 " in answer.split(b"\r\n", 1)[0]
+        assert "Traceback" not in node.output
+        assert '"level": "error"' not in node.output

@@ -53,6 +53,8 @@ from connector.domain.ports import (
 )
 
 _BINARY, _TEXT, _CONT, _PONG = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.PONG
+#: Sockets allowed over ``max_handshakes``, for one second each, to answer health probes.
+_HEALTH_RESERVE = 64
 
 
 def _format_address(address: Any) -> str:
@@ -166,6 +168,8 @@ class WebSocket(asyncio.Protocol):
         self._late: list[bytes] | None = None  # answers written before a library-sent close
         self._closed_reported = False
         self._in_handshake = False
+        self._responded = False
+        self._http_only = False  # over the handshake limit: plain HTTP (health) only
         self._fast = False  # plain binary frames are parsed here, not by websockets
         self._clean_chunk = False
         self._partial = bytearray()  # the start of a frame _frames has not got whole yet
@@ -239,11 +243,18 @@ class WebSocket(asyncio.Protocol):
         if self.ws.state is CONNECTING:
             self._in_handshake = True
             self._registry.handshakes += 1
-            if self._registry.handshakes > self._options.max_handshakes:
-                self._registry.log.warning(
-                    "btp_handshake_refused", remoteAddress=self._remote, reason="too many"
-                )
-                transport.abort()
+            over = self._registry.handshakes - self._options.max_handshakes
+            if over > 0:
+                if over > _HEALTH_RESERVE:
+                    self._registry.log.warning(
+                        "btp_handshake_refused", remoteAddress=self._remote, reason="too many"
+                    )
+                    transport.abort()
+                else:
+                    # A few more, each for one second, answer plain HTTP only: a health probe
+                    # still gets through while the handshake slots are full.
+                    self._http_only = True
+                    self._opened_at -= self._options.open_timeout - 1.0
 
     def data_received(self, data: bytes) -> None:
         if self._fast:
@@ -426,19 +437,41 @@ class WebSocket(asyncio.Protocol):
         assert isinstance(ws, ServerProtocol)
         server = self._registry
         assert isinstance(server, _ServerRegistry)
-        if request.headers.get("Upgrade", "").lower() != "websocket":
-            # Plain HTTP before any upgrade: health and metrics share the BTP port.
-            ws.send_response(server.http_response(ws, request))
-            self._handshake_over()
-            self._mark()
-            return
-        response = ws.accept(request)
-        ws.send_response(response)
-        self._mark()
+        if self._responded:
+            return  # another request pipelined behind the first: the connection is ending
+        self._responded = True
         self._handshake_over()
-        if response.status_code == 101:
-            self._fast = self._clean_chunk
-            server.accept(self)
+        upgrade = request.headers.get_all("Upgrade")
+        if len(upgrade) > 1:
+            self._respond(ws.reject(HTTPStatus.BAD_REQUEST, "one Upgrade header, please\n"))
+        elif not upgrade or upgrade[0].lower() != "websocket":
+            # Plain HTTP before any upgrade: health and metrics share the BTP port.
+            self._respond(server.http_response(ws, request))
+        elif self._http_only:
+            # Over the handshake limit: kept only to answer health probes, not to upgrade.
+            self._respond(ws.reject(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n"))
+        elif ws.eof_sent:
+            # websockets already ended the stream: what followed the request was not a frame.
+            self._respond(ws.reject(HTTPStatus.BAD_REQUEST, "bytes after the request\n"))
+        else:
+            response = ws.accept(request)
+            self._respond(response)
+            if response.status_code == 101:
+                self._fast = self._clean_chunk
+                server.accept(self)
+
+    def _respond(self, response: Response) -> None:
+        ws = self.ws
+        assert isinstance(ws, ServerProtocol)
+        if ws.eof_sent:
+            # The stream is already ended (a second request, or garbage, after this one): the
+            # answer goes before that end, then the connection closes.
+            writes = ws.writes
+            writes.insert(len(writes) - 1 if writes and not writes[-1] else len(writes),
+                          response.serialize())  # fmt: skip
+        else:
+            ws.send_response(response)
+        self._mark()
 
     def _handshake_response(self) -> None:
         ws = self.ws
@@ -527,6 +560,10 @@ class WebSocket(asyncio.Protocol):
                 if self._handler is not None:  # answers still owed go before the close
                     self._handler.on_closing(1011, "keepalive ping timeout")
                 self.close(1011, "keepalive ping timeout")
+                # A peer that does not answer pings will not answer the close either: write
+                # what is queued and drop it now rather than after the close timeout.
+                self._flush()
+                transport.close()
             return
         if now - self._last_ping >= o.ping_interval:
             self._last_ping = self._ping_sent = now
