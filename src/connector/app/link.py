@@ -127,7 +127,7 @@ class BtpLink:
         if peer_id is not None:
             self.log = self.log.bind(peerId=peer_id)
         self.stats: PeerStats | None = None
-        #: The peer's Prepares not answered yet: request id -> (expiry, arrival perf_counter).
+        #: The peer's Prepares not answered yet: request id -> (expiry, arrival on clock.monotonic).
         self.incoming: dict[int, tuple[datetime, float]] = {}
         #: Our Prepares to the peer not answered yet: request id -> the pipeline request.
         self.outgoing: dict[int, PacketRequest] = {}
@@ -192,7 +192,9 @@ class BtpLink:
         self._flush()
 
     def on_closing(self, code: int, reason: str) -> None:
-        """The transport closes on its own (an oversized message): answer what is in flight."""
+        """The connection is closing without our asking (an oversized or malformed message, the
+        peer's close, a keepalive timeout): answer what is in flight while that can still be
+        written, and take no new request."""
         self._answer_all(IlpErrorCode.T03_CONNECTOR_BUSY, f"connection closing: {reason}")
         if self._close is None:
             self._close = (code, reason)
