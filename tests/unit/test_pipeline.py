@@ -374,3 +374,78 @@ async def test_an_async_step_cancelled_before_its_task_first_runs_still_answers_
     assert_t00(origin.replies[0])
     assert outer.seen_replies == origin.replies
     assert p.abandon() == 0
+
+
+class Commits:
+    """A step that must wait on the way out (a durable commit): its on_reply returns a coroutine
+    that finishes once ``release`` is set, or raises ``fail``."""
+
+    name: ClassVar[str] = "commits"
+
+    def __init__(self, journal: list[str], fail: Exception | None = None) -> None:
+        self.journal = journal
+        self.fail = fail
+        self.release = asyncio.Event()
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        return None
+
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Any:
+        return self._commit(reply)
+
+    async def _commit(self, reply: Reply) -> Reply:
+        await self.release.wait()
+        self.journal.append("committed")
+        if self.fail is not None:
+            raise self.fail
+        return reply
+
+
+async def test_an_on_reply_that_waits_holds_the_answer_until_it_is_done() -> None:
+    journal: list[str] = []
+    outer, commits, inner = Recorder("outer", journal), Commits(journal), Waits()
+    spawn, origin = RecordingSpawn(), RecordingOrigin()
+    p = pipeline([outer, commits, inner], spawn)
+    req = handle(p, origin)
+    req.resume(FULFILL, b"raw fulfill")
+    await asyncio.sleep(0)
+    assert origin.answers == []  # nothing upstream before the commit
+    assert journal == ["prepare:outer"]
+    commits.release.set()
+    async with asyncio.timeout(GUARD):
+        await origin.answered.wait()
+    assert journal == ["prepare:outer", "committed", "reply:outer"]
+    assert origin.answers == [(7, FULFILL, b"raw fulfill")]  # unchanged: the raw bytes too
+
+
+async def test_an_on_reply_that_fails_while_waiting_gives_t00_to_the_steps_outside() -> None:
+    journal: list[str] = []
+    outer = Recorder("outer", journal)
+    commits = Commits(journal, fail=RuntimeError("disk full"))
+    inner = Waits()
+    spawn, origin = RecordingSpawn(), RecordingOrigin()
+    p = pipeline([outer, commits, inner], spawn)
+    handle(p, origin).resume(FULFILL)
+    commits.release.set()
+    async with asyncio.timeout(GUARD):
+        await origin.answered.wait()
+    assert len(origin.answers) == 1
+    assert_t00(origin.replies[0])
+    assert_t00(outer.seen_replies[0])
+
+
+async def test_abandon_answers_a_request_whose_on_reply_is_still_waiting() -> None:
+    journal: list[str] = []
+    outer, commits, inner = Recorder("outer", journal), Commits(journal), Waits()
+    spawn, origin = RecordingSpawn(), RecordingOrigin()
+    p = pipeline([outer, commits, inner], spawn)
+    handle(p, origin).resume(FULFILL)
+    [task] = spawn.tasks
+    task.cancel()
+    async with asyncio.timeout(GUARD):
+        await asyncio.wait([task])
+    assert origin.answers == []  # the commit never ran: nothing may go upstream by itself
+    assert p.abandon() == 1  # what shutdown calls once the tasks are cancelled
+    assert len(origin.answers) == 1
+    assert_t00(origin.replies[0])
+    assert p.abandon() == 0

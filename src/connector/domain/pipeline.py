@@ -65,7 +65,15 @@ class Step(Protocol):
 
 
 class ReplyStep(Step, Protocol):
-    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply: ...
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply | Awaitable[Reply]:
+        """The reply on its way out; an awaitable when the step must wait (only then a task)."""
+        ...
+
+
+def _close(pending: Awaitable[Any]) -> None:
+    close = getattr(pending, "close", None)
+    if close is not None:
+        close()  # a coroutine that never ran: no "never awaited" warning
 
 
 class PacketRequest:
@@ -136,6 +144,10 @@ class Pipeline:
         self._replies = tuple(getattr(step, "on_reply", None) for step in self.steps)
         #: Requests whose step awaits I/O: answered by ``abandon`` if their task never ends.
         self._awaiting: dict[int, tuple[PacketRequest, int, Awaitable[Any]]] = {}
+        #: The same on the way out: (request, step index, original reply, raw, awaitable).
+        self._unwinding: dict[
+            int, tuple[PacketRequest, int, Reply, bytes | None, Awaitable[Any]]
+        ] = {}
 
     @property
     def names(self) -> list[str]:
@@ -209,19 +221,26 @@ class Pipeline:
         waiting = list(self._awaiting.values())
         self._awaiting.clear()
         for req, index, pending in waiting:
-            close = getattr(pending, "close", None)
-            if close is not None:
-                close()  # a coroutine that never ran: no "never awaited" warning
+            _close(pending)
             self._reply(req, index, self._failed(req, RuntimeError("abandoned")), None)
-        return len(waiting)
+        unwinding = list(self._unwinding.values())
+        self._unwinding.clear()
+        for req, index, original, raw, pending in unwinding:
+            _close(pending)
+            self._unwind(req, index, self._failed(req, RuntimeError("abandoned")), original, raw)
+        return len(waiting) + len(unwinding)
 
     def _reply(self, req: PacketRequest, index: int, reply: Reply, raw: bytes | None) -> None:
         """The way out: ``on_reply`` of the steps before ``index``, innermost first."""
         if req.done:
             return
         req.done = True
+        self._unwind(req, index, reply, reply, raw)
+
+    def _unwind(
+        self, req: PacketRequest, index: int, reply: Reply, original: Reply, raw: bytes | None
+    ) -> None:
         replies = self._replies
-        original = reply
         for i in range(index - 1, -1, -1):
             on_reply = replies[i]
             if on_reply is None:
@@ -230,8 +249,41 @@ class Pipeline:
                 out = on_reply(req, reply)
             except Exception as exc:
                 out = self._failed(req, exc)
-            reply = out if type(out) in _REPLIES else self._invalid(req, out)
+            if type(out) in _REPLIES:
+                reply = out
+            elif isinstance(out, Awaitable):
+                # A step that must wait on the way out (a durable commit, say): the answer
+                # waits with it, so nothing goes upstream before that step is done.
+                self._unwinding[id(req)] = (req, i, original, raw, out)
+                self._spawn(self._wait_reply(req, i, original, raw, out))
+                return
+            else:
+                reply = self._invalid(req, out)
         req.origin.answer(req.request_id, reply, raw if reply is original else None)
+
+    async def _wait_reply(
+        self,
+        req: PacketRequest,
+        index: int,
+        original: Reply,
+        raw: bytes | None,
+        pending: Awaitable[Any],
+    ) -> None:
+        try:
+            out = await pending
+        except Exception as exc:
+            out = self._failed(req, exc)
+        except BaseException:
+            if self._unwinding.pop(id(req), None) is not None:
+                self._unwind(
+                    req, index, self._failed(req, RuntimeError("cancelled")), original, raw
+                )
+            raise
+        if self._unwinding.pop(id(req), None) is None:
+            return  # abandoned meanwhile: already answered
+        if type(out) not in _REPLIES:
+            out = self._invalid(req, out)
+        self._unwind(req, index, out, original, raw)
 
     def _failed(self, req: PacketRequest, exc: Exception) -> Reject:
         # The message stays generic: exception text can carry internals, so it is logged only.
