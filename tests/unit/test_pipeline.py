@@ -449,3 +449,61 @@ async def test_abandon_answers_a_request_whose_on_reply_is_still_waiting() -> No
     assert len(origin.answers) == 1
     assert_t00(origin.replies[0])
     assert p.abandon() == 0
+
+
+class SharedFuture:
+    """A step whose answer (on the way in or out) is one future shared by many requests, as a
+    batched commit would give: waiting on it costs a callback, not a task."""
+
+    name: ClassVar[str] = "shared_future"
+
+    def __init__(self, journal: list[str], on_the_way_out: bool) -> None:
+        self.journal = journal
+        self.out = on_the_way_out
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        return None if self.out else self.future
+
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Any:
+        self.journal.append("reply:shared")
+        return self.future if self.out else reply
+
+
+async def test_a_shared_future_on_the_way_in_costs_no_task_and_answers_every_request() -> None:
+    journal: list[str] = []
+    shared = SharedFuture(journal, on_the_way_out=False)
+    answer = Recorder("answer", journal, result=FULFILL)
+    origin = RecordingOrigin()
+    p = pipeline([shared, answer])  # no_spawn: any task fails the test
+    for request_id in range(3):
+        handle(p, origin, request_id)
+    assert origin.answers == []
+    shared.future.set_result(None)  # pass: the next step answers each
+    async with asyncio.timeout(GUARD):
+        while len(origin.answers) < 3:  # noqa: ASYNC110 - bounded polling
+            await asyncio.sleep(0)
+    assert [rid for rid, _, _ in origin.answers] == [0, 1, 2]
+    assert origin.replies == [FULFILL] * 3
+
+
+async def test_a_shared_future_on_the_way_out_holds_every_answer_until_it_is_done() -> None:
+    journal: list[str] = []
+    outer = Recorder("outer", journal)
+    shared = SharedFuture(journal, on_the_way_out=True)
+    inner = Waits()
+    origin = RecordingOrigin()
+    p = pipeline([outer, shared, inner])
+    for request_id in range(3):
+        handle(p, origin, request_id)
+    for req in inner.taken:
+        req.resume(FULFILL, b"raw")
+    await asyncio.sleep(0)
+    assert origin.answers == []  # nothing upstream before the batch is done
+    shared.future.set_exception(RuntimeError("commit failed"))
+    async with asyncio.timeout(GUARD):
+        while len(origin.answers) < 3:  # noqa: ASYNC110 - bounded polling
+            await asyncio.sleep(0)
+    for reply in origin.replies:
+        assert_t00(reply)  # a failed commit never lets a Fulfill through
+    assert p.abandon() == 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
 
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Prepare, Reject, Reply
@@ -186,7 +187,11 @@ class Pipeline:
                 return
             if isinstance(result, Awaitable):
                 self._awaiting[id(req)] = (req, index, result)
-                self._spawn(self._wait(req, index, result))
+                if hasattr(result, "add_done_callback"):
+                    # A future (one shared by a batch, say): a callback, not a task, per request.
+                    result.add_done_callback(partial(self._waited, req, index))
+                else:
+                    self._spawn(self._wait(req, index, result))
                 return
             self._reply(req, index, self._invalid(req, result), None)
             return
@@ -255,11 +260,49 @@ class Pipeline:
                 # A step that must wait on the way out (a durable commit, say): the answer
                 # waits with it, so nothing goes upstream before that step is done.
                 self._unwinding[id(req)] = (req, i, original, raw, out)
-                self._spawn(self._wait_reply(req, i, original, raw, out))
+                if hasattr(out, "add_done_callback"):
+                    out.add_done_callback(partial(self._unwound, req, i, original, raw))
+                else:
+                    self._spawn(self._wait_reply(req, i, original, raw, out))
                 return
             else:
                 reply = self._invalid(req, out)
         req.origin.answer(req.request_id, reply, raw if reply is original else None)
+
+    def _waited(self, req: PacketRequest, index: int, done: Any) -> None:
+        """A future a step returned on the way in is done (its ``add_done_callback``)."""
+        if self._awaiting.pop(id(req), None) is None:
+            return  # abandoned meanwhile: already answered
+        try:
+            result = done.result()
+        except Exception as exc:
+            self._reply(req, index, self._failed(req, exc), None)
+            return
+        except BaseException:  # cancelled
+            self._reply(req, index, self._failed(req, RuntimeError("cancelled")), None)
+            return
+        if result is None:
+            self._run(req, index + 1)
+        elif type(result) in _REPLIES:
+            self._reply(req, index, result, None)
+        else:
+            self._reply(req, index, self._invalid(req, result), None)
+
+    def _unwound(
+        self, req: PacketRequest, index: int, original: Reply, raw: bytes | None, done: Any
+    ) -> None:
+        """A future a step returned on the way out is done."""
+        if self._unwinding.pop(id(req), None) is None:
+            return
+        try:
+            out = done.result()
+        except Exception as exc:
+            out = self._failed(req, exc)
+        except BaseException:  # cancelled
+            out = self._failed(req, RuntimeError("cancelled"))
+        if type(out) not in _REPLIES:
+            out = self._invalid(req, out)
+        self._unwind(req, index, out, original, raw)
 
     async def _wait_reply(
         self,
