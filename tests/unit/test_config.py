@@ -135,3 +135,18 @@ def test_open_accounts_treat_any_peer_as_a_child() -> None:
     assert account.relation is Relation.CHILD
     assert accounts.is_known("anyone")
     assert accounts.routing_table(["anyone"]).resolve("test.me.anyone.x") == "anyone"
+
+
+@pytest.mark.parametrize(
+    ("balance", "message"),
+    [
+        ("{maximum: -1}", "peers.0.balance.maximum"),
+        ("{minimum: 10, maximum: 5}", "balance.minimum must not be above balance.maximum"),
+        ("{maximum: 1.5}", "peers.0.balance.maximum"),
+    ],
+)
+def test_bad_balance_limits_are_refused(tmp_path: Path, balance: str, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"peers: [{{id: a, relation: child, balance: {balance}}}]\n")
+    with pytest.raises(ConfigurationError, match=message):
+        load_config(path)

@@ -37,6 +37,7 @@ class FakeNextHops:
     reply: Reply = field(default_factory=lambda: Fulfill(FULFILLMENT, b"ok"))
     hang: bool = False
     sent: list[tuple[str, Prepare]] = field(default_factory=list)
+    requests: list[PacketRequest] = field(default_factory=list)
 
     def send(self, peer_id: str, req: PacketRequest) -> Reject | None:
         if peer_id not in self.connected:
@@ -49,6 +50,7 @@ class FakeNextHops:
             req.prepare.data,
         )
         self.sent.append((peer_id, outgoing))
+        self.requests.append(req)
         if not self.hang:
             asyncio.get_running_loop().call_soon(req.resume, self.reply)
         return None

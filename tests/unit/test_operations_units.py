@@ -72,3 +72,18 @@ def test_check_config_command_exits_0_or_1(tmp_path: Path) -> None:
         check=False,
     )
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+def test_balances_and_refusals_are_exported_from_the_ledger() -> None:
+    from connector.domain.accounts import Account, Relation
+    from connector.domain.ledger import Ledger
+
+    ledger = Ledger()
+    alice = Account.of("alice", Relation.CHILD, balance_maximum=500)
+    assert ledger.hold_incoming(alice, 400)
+    ledger.settle_incoming("alice", 400, fulfilled=True)
+    assert not ledger.hold_incoming(alice, 101)
+    text = Metrics(ledger).render().decode()
+    assert 'connector_balance{peer="alice"} 400.0' in text
+    assert 'connector_balance_refusals_total{direction="incoming",peer="alice"} 1.0' in text
+    assert 'connector_balance_refusals_total{direction="outgoing",peer="alice"} 0.0' in text

@@ -56,9 +56,11 @@ def test_the_pipeline_that_runs_is_the_documented_list() -> None:
     # The order the README and docs/architecture.md give, read from the pipeline that runs.
     assert pipeline.names == [
         "peer_protocols",
+        "incoming_balance",
         "route",
         "max_packet_amount",
         "expiry",
+        "outgoing_balance",
         "fulfillment_check",
         "send",
     ]

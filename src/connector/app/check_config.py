@@ -49,6 +49,9 @@ def _report(config: ConnectorConfig, secrets: EnvSecretStore, lines: list[str]) 
             problems.append(f"peer {peer.id!r}: {secret_variable(peer.id)} is not set")
         how = f"dials {peer.url} as {peer.username or config.node_id}" if peer.url else "dials us"
         limit = f", max {peer.max_packet_amount}" if peer.max_packet_amount is not None else ""
+        low, high = peer.balance.minimum, peer.balance.maximum
+        if low is not None or high is not None:
+            limit += f", balance {'' if low is None else low}..{'' if high is None else high}"
         lines.append(
             f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, "
             f"secret {secret_variable(peer.id)}: {'set' if has_secret else 'MISSING'}"

@@ -45,12 +45,27 @@ class AssetConfig(_Strict):
     scale: int = Field(9, ge=0, le=255)
 
 
+class BalanceConfig(_Strict):
+    """What the peer may owe us at most (``maximum``, not below zero) and the lowest its balance
+    may go (``minimum``, usually negative: what we may owe it), in its asset's units."""
+
+    minimum: int | None = Field(None, ge=-UINT64_MAX, le=UINT64_MAX)
+    maximum: int | None = Field(None, ge=0, le=UINT64_MAX)
+
+    @model_validator(mode="after")
+    def _order(self) -> BalanceConfig:
+        if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
+            raise ValueError("balance.minimum must not be above balance.maximum")
+        return self
+
+
 class PeerConfig(_Strict):
     id: str
     relation: Literal["child", "peer", "parent"]
     url: str | None = None
     username: str | None = None
     max_packet_amount: int | None = Field(None, ge=0, le=UINT64_MAX)
+    balance: BalanceConfig = BalanceConfig()
 
     _id = field_validator("id")(valid_node_id)
 

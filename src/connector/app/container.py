@@ -41,6 +41,7 @@ from connector.domain.forwarding import (
     Route,
     Send,
 )
+from connector.domain.ledger import IncomingBalance, Ledger, OutgoingBalance
 from connector.domain.pipeline import Pipeline, Step
 from connector.domain.ports import Clock, Dialer, LogSink, SecretStore
 from connector.domain.routing import Routes
@@ -61,7 +62,14 @@ def build_accounts(
     return Accounts(
         ilp_address,
         (
-            Account.of(p.id, p.relation, asset, max_packet_amount=p.max_packet_amount)
+            Account.of(
+                p.id,
+                p.relation,
+                asset,
+                max_packet_amount=p.max_packet_amount,
+                balance_minimum=p.balance.minimum,
+                balance_maximum=p.balance.maximum,
+            )
             for p in parse_peers(peers)
         ),
         ((r.prefix, r.peer) for r in (RouteConfig.model_validate(x) for x in routes)),
@@ -74,6 +82,7 @@ def build_steps(
     accounts: Accounts,
     routes: Routes,
     links: Links,
+    ledger: Ledger,
     clock: Clock,
     rules: ForwardingRules,
     log: LogSink,
@@ -83,11 +92,13 @@ def build_steps(
     return [
         # incoming, per sender account
         PeerProtocols(accounts, clock),
+        IncomingBalance(ledger, address),
         # routing: chooses the next-hop account
         Route(accounts, routes),
         # outgoing, per next-hop account
         MaxPacketAmount(address),
         Expiry(address, clock, rules),
+        OutgoingBalance(ledger, address),
         FulfillmentCheck(address, log),
         Send(links),
     ]
@@ -149,11 +160,13 @@ class Container(containers.DeclarativeContainer):
         min_message_window=config.min_message_window,
         max_hold_time=config.max_hold_time,
     )
+    ledger = providers.Singleton(Ledger)
     steps = providers.Singleton(
         build_steps,
         accounts=accounts,
         routes=routes,
         links=links,
+        ledger=ledger,
         clock=clock,
         rules=rules,
         log=log,
@@ -198,7 +211,7 @@ class Container(containers.DeclarativeContainer):
         shutdown_timeout=config.shutdown_timeout,
         max_connections=config.max_connections,
     )
-    metrics = providers.Singleton(Metrics)
+    metrics = providers.Singleton(Metrics, ledger=ledger)
     link_context = providers.Singleton(
         LinkContext,
         pipeline=pipeline,

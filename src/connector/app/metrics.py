@@ -26,6 +26,7 @@ from prometheus_client.utils import floatToGoString
 
 from connector.domain.admission import AuthFailure, failure_of
 from connector.domain.ilp.packets import IlpErrorCode
+from connector.domain.ledger import Ledger
 
 _KNOWN_CODES = frozenset(code.value for code in IlpErrorCode)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -118,6 +119,25 @@ class _Collector(Collector):
         yield packets
         yield amount
         yield latency
+        ledger = self._metrics.ledger
+        if ledger is not None:
+            balance = GaugeMetricFamily(
+                "connector_balance",
+                "what the peer owes us, in its asset's units (negative: what we owe it)",
+                labels=["peer"],
+            )
+            refused = CounterMetricFamily(
+                "connector_balance_refusals",
+                "Prepares refused T04 for a balance limit: incoming (the sender's maximum) or "
+                "outgoing (the next hop's minimum)",
+                labels=["peer", "direction"],
+            )
+            for peer, position in ledger.positions():
+                balance.add_metric([peer], position.balance)
+                refused.add_metric([peer, "incoming"], position.refused_incoming)
+                refused.add_metric([peer, "outgoing"], position.refused_outgoing)
+            yield balance
+            yield refused
         state = self._metrics.state
         if state is None:
             return
@@ -142,7 +162,8 @@ class _Collector(Collector):
 class Metrics:
     """The node's observer: what links report, exported for Prometheus."""
 
-    def __init__(self) -> None:
+    def __init__(self, ledger: Ledger | None = None) -> None:
+        self.ledger = ledger
         self.registry = CollectorRegistry()
         r = self.registry
         self.peers: dict[str, PeerStats] = {}

@@ -1,0 +1,149 @@
+"""Balances and credit limits: what each peer owes us, and the pipeline steps that keep it.
+
+Signs and units (the README has a worked example): a peer's ``balance`` is what that peer owes
+us, in integer units of that peer's asset. An incoming Prepare from X of amount ``a`` holds
+``+a`` on X; an outgoing Prepare to Y of amount ``b`` holds ``-b`` on Y. A Fulfill commits both
+holds into the balances; a Reject, an expiry or any failure releases them. Zero amounts (IL-DCP,
+route exchange) touch nothing.
+
+Limits, both optional, are checked against the worst case, so no interleaving of packets can
+break them: an incoming Prepare is refused (T04) when ``balance + incoming holds + a`` would be
+above the peer's ``maximum``; an outgoing one is refused (T04) *before it is sent* when
+``balance - outgoing holds - b`` would be below the next hop's ``minimum``. Holds in the other
+direction are not counted in the peer's favour, since they may still be released.
+
+The positions live in memory here; a store that makes committed balances durable plugs in at
+``Ledger`` (see docs/architecture.md, "Where a new step goes").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
+
+from connector.domain.accounts import Account
+from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject, Reply
+from connector.domain.pipeline import PacketRequest, StepResult
+
+
+class Position:
+    """One account's balance and the sums of its holds in each direction (all integers)."""
+
+    __slots__ = ("balance", "incoming", "outgoing", "refused_incoming", "refused_outgoing")
+
+    def __init__(self, balance: int = 0) -> None:
+        self.balance = balance
+        self.incoming = 0  # holds of Prepares from the peer, not settled yet (>= 0)
+        self.outgoing = 0  # holds of Prepares to the peer, not settled yet (>= 0, applied as -)
+        self.refused_incoming = 0  # T04s for its maximum
+        self.refused_outgoing = 0  # T04s for its minimum
+
+    def __repr__(self) -> str:
+        return (
+            f"Position(balance={self.balance}, incoming={self.incoming}, outgoing={self.outgoing})"
+        )
+
+
+class Ledger:
+    """Every account's position, pure and synchronous."""
+
+    def __init__(self, balances: Mapping[str, int] | None = None) -> None:
+        self._positions = {k: Position(v) for k, v in (balances or {}).items()}
+
+    def position(self, account_id: str) -> Position:
+        position = self._positions.get(account_id)
+        if position is None:
+            position = self._positions[account_id] = Position()
+        return position
+
+    def positions(self) -> Iterator[tuple[str, Position]]:
+        return iter(sorted(self._positions.items()))
+
+    def hold_incoming(self, account: Account, amount: int) -> bool:
+        """Hold ``amount`` from ``account``; False (nothing held) when over its maximum."""
+        p = self.position(account.id)
+        maximum = account.balance_maximum
+        if maximum is not None and p.balance + p.incoming + amount > maximum:
+            p.refused_incoming += 1
+            return False
+        p.incoming += amount
+        return True
+
+    def hold_outgoing(self, account: Account, amount: int) -> bool:
+        """Hold ``amount`` to ``account``; False (nothing held) when under its minimum."""
+        p = self.position(account.id)
+        minimum = account.balance_minimum
+        if minimum is not None and p.balance - p.outgoing - amount < minimum:
+            p.refused_outgoing += 1
+            return False
+        p.outgoing += amount
+        return True
+
+    def settle_incoming(self, account_id: str, amount: int, fulfilled: bool) -> None:
+        """The hold of an incoming Prepare ends: committed on a Fulfill, else released."""
+        p = self.position(account_id)
+        p.incoming -= amount
+        if fulfilled:
+            p.balance += amount
+
+    def settle_outgoing(self, account_id: str, amount: int, fulfilled: bool) -> None:
+        p = self.position(account_id)
+        p.outgoing -= amount
+        if fulfilled:
+            p.balance -= amount
+
+
+class IncomingBalance:
+    """The sender's side: hold on the way in (T04 over its maximum), settle on the way out."""
+
+    name: ClassVar[str] = "incoming_balance"
+
+    def __init__(self, ledger: Ledger, ilp_address: str) -> None:
+        self._ledger = ledger
+        self._address = ilp_address
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        amount = req.prepare.amount
+        if amount and not self._ledger.hold_incoming(req.source, amount):
+            return Reject(
+                IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY,
+                self._address,
+                "exceeded maximum balance",
+            )
+        return None
+
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply:
+        amount = req.prepare.amount
+        if amount:
+            self._ledger.settle_incoming(req.source.id, amount, type(reply) is Fulfill)
+        return reply
+
+
+class OutgoingBalance:
+    """The next hop's side: hold before the Prepare is sent (T04 under its minimum: never sent,
+    so never fulfilled-then-refused), settle on the way back. It sits outside
+    ``fulfillment_check``, so the reply it commits has been checked against the condition."""
+
+    name: ClassVar[str] = "outgoing_balance"
+
+    def __init__(self, ledger: Ledger, ilp_address: str) -> None:
+        self._ledger = ledger
+        self._address = ilp_address
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        assert req.next_hop is not None
+        amount = req.amount_out
+        if amount and not self._ledger.hold_outgoing(req.next_hop, amount):
+            return Reject(
+                IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY,
+                self._address,
+                f"insufficient balance with {req.next_hop.id}",
+            )
+        return None
+
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply:
+        amount = req.amount_out
+        if amount:
+            assert req.next_hop is not None
+            self._ledger.settle_outgoing(req.next_hop.id, amount, type(reply) is Fulfill)
+        return reply
