@@ -42,6 +42,7 @@ def _report(config: ConnectorConfig, secrets: EnvSecretStore, lines: list[str]) 
         f"listen: {config.btp_server.host}:{config.btp_server.port}  "
         f"asset: {config.asset.code}/{config.asset.scale}"
     )
+    lines.append(f"store: {config.store.url}")
     lines.append(f"peers ({len(config.peers)}):")
     for peer in config.peers:
         has_secret = secrets.secret_for(peer.id) is not None

@@ -96,12 +96,24 @@ class ForwardingConfig(_Strict):
     max_hold_time_ms: int = Field(30_000, ge=1, le=3_600_000)
 
 
+class StoreConfig(_Strict):
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value != "memory://" and not (value.startswith("sqlite:///") and len(value) > 10):
+            raise ValueError("must be memory:// or sqlite:///PATH")
+        return value
+
+
 class ConnectorConfig(_Strict):
     node_id: str = "connector"
     ilp_address: str = "test.connector"
     btp_server: BtpServerConfig = BtpServerConfig()
     asset: AssetConfig = AssetConfig()
     forwarding: ForwardingConfig = ForwardingConfig()
+    store: StoreConfig = StoreConfig()
     peers: list[PeerConfig] = []
     routes: list[RouteConfig] = []
 

@@ -27,6 +27,7 @@ from connector.app.config import PeerConfig, RouteConfig
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode
+from connector.app.store import GroupCommit, SqliteStore, sqlite_path
 from connector.domain.accounts import Account, Accounts, Asset
 from connector.domain.admission import Admission
 from connector.domain.auth import AuthPolicy, AuthThrottle
@@ -76,6 +77,17 @@ def build_accounts(
         open_children=open_children,
         asset=asset,
     )
+
+
+def build_ledger(store_url: str) -> Ledger:
+    """The ledger, with the committed balances of the store and its group commit."""
+    path = sqlite_path(store_url)
+    if path is None:
+        return Ledger()
+    store = SqliteStore(path)
+    ledger = Ledger(store.load())
+    ledger.committer = GroupCommit(store, lambda account: ledger.position(account).balance)
+    return ledger
 
 
 def build_steps(
@@ -160,7 +172,7 @@ class Container(containers.DeclarativeContainer):
         min_message_window=config.min_message_window,
         max_hold_time=config.max_hold_time,
     )
-    ledger = providers.Singleton(Ledger)
+    ledger = providers.Singleton(build_ledger, store_url=config.store_url)
     steps = providers.Singleton(
         build_steps,
         accounts=accounts,

@@ -50,6 +50,9 @@ async def serve(container: Container) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await node.shutdown()
+        close = getattr(container.ledger().committer, "close", None)
+        if close is not None:
+            close()  # the last batch is written before the store closes
 
 
 def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
@@ -75,6 +78,7 @@ def build_container(config_path: Path | None = None) -> Container:
     container = Container()
     container.config.from_dict(runtime_config(settings, file))
     container.outgoing()  # resolve now: a peer with a url but no secret fails at start-up
+    container.ledger()  # and so does a store that cannot be opened
     return container
 
 

@@ -55,6 +55,7 @@ class Settings(BaseSettings):
     max_connections: int = Field(1000, ge=1, le=100_000)
     shutdown_timeout: float = Field(10.0, ge=0, le=600)
     ping_interval: float = Field(20.0, gt=0, le=3600)
+    store_url: str | None = Field(None, description="beats store.url of the file")
 
     _address = field_validator("ilp_address")(valid_ilp_address)
     _node_id = field_validator("node_id")(valid_node_id)
@@ -81,6 +82,7 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         max_hold_time=base.forwarding.max_hold_time_ms / 1000,
         peers=[p.model_dump() for p in base.peers],
         routes=[r.model_dump() for r in base.routes],
+        store_url=settings.store_url or base.store.url,
         open_children=file is None,
         debug=settings.log_level == "debug",
     )

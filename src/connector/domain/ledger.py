@@ -12,14 +12,17 @@ above the peer's ``maximum``; an outgoing one is refused (T04) *before it is sen
 ``balance - outgoing holds - b`` would be below the next hop's ``minimum``. Holds in the other
 direction are not counted in the peer's favour, since they may still be released.
 
-The positions live in memory here; a store that makes committed balances durable plugs in at
-``Ledger`` (see docs/architecture.md, "Where a new step goes").
+The positions live in memory. A ``Committer`` makes committed balances durable: on a Fulfill,
+both sides of the packet go to it together, and the Fulfill goes upstream only once they are
+committed (a failed commit releases the holds, changes nothing and answers T00). Holds are never
+stored: a restart releases them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import ClassVar
+from collections.abc import Awaitable, Iterator, Mapping
+from functools import partial
+from typing import Any, ClassVar, Protocol
 
 from connector.domain.accounts import Account
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject, Reply
@@ -44,11 +47,24 @@ class Position:
         )
 
 
-class Ledger:
-    """Every account's position, pure and synchronous."""
+Side = tuple[str, int]  # (account id, amount held)
 
-    def __init__(self, balances: Mapping[str, int] | None = None) -> None:
+
+class Committer(Protocol):
+    """Makes balance changes durable (``app/store.py``): ``(account, delta)`` pairs committed
+    together. Returns a future (``add_done_callback``), or None when nothing needs waiting for."""
+
+    def commit(self, deltas: list[tuple[str, int]]) -> Awaitable[None] | None: ...
+
+
+class Ledger:
+    """Every account's position; durable through an optional ``Committer``."""
+
+    def __init__(
+        self, balances: Mapping[str, int] | None = None, committer: Committer | None = None
+    ) -> None:
         self._positions = {k: Position(v) for k, v in (balances or {}).items()}
+        self.committer = committer
 
     def position(self, account_id: str) -> Position:
         position = self._positions.get(account_id)
@@ -92,6 +108,36 @@ class Ledger:
         if fulfilled:
             p.balance -= amount
 
+    def release(self, incoming: Side | None, outgoing: Side | None) -> None:
+        """A packet that was not fulfilled: both of its holds end, no balance changes."""
+        self._settle(incoming, outgoing, False)
+
+    def fulfilled(self, incoming: Side | None, outgoing: Side | None) -> Awaitable[None] | None:
+        """A packet that was fulfilled: both sides commit together. None when done at once;
+        else a future that the holds and balances follow when it resolves (they are settled by
+        a callback registered here, before whoever awaits the future sees it done)."""
+        deltas = []
+        if incoming is not None:
+            deltas.append((incoming[0], incoming[1]))
+        if outgoing is not None:
+            deltas.append((outgoing[0], -outgoing[1]))
+        pending = self.committer.commit(deltas) if self.committer and deltas else None
+        if pending is None:
+            self._settle(incoming, outgoing, True)
+            return None
+        pending.add_done_callback(partial(self._committed, incoming, outgoing))  # type: ignore[attr-defined]
+        return pending
+
+    def _committed(self, incoming: Side | None, outgoing: Side | None, done: Any) -> None:
+        ok = not done.cancelled() and done.exception() is None
+        self._settle(incoming, outgoing, ok)
+
+    def _settle(self, incoming: Side | None, outgoing: Side | None, fulfilled: bool) -> None:
+        if incoming is not None:
+            self.settle_incoming(incoming[0], incoming[1], fulfilled)
+        if outgoing is not None:
+            self.settle_outgoing(outgoing[0], outgoing[1], fulfilled)
+
 
 class IncomingBalance:
     """The sender's side: hold on the way in (T04 over its maximum), settle on the way out."""
@@ -112,17 +158,22 @@ class IncomingBalance:
             )
         return None
 
-    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply:
+    def on_reply(self, req: PacketRequest, reply: Reply) -> Any:
+        """Settles both sides of the packet, together: the outgoing hold too (``held_out``)."""
         amount = req.prepare.amount
-        if amount:
-            self._ledger.settle_incoming(req.source.id, amount, type(reply) is Fulfill)
-        return reply
+        incoming = (req.source.id, amount) if amount else None
+        outgoing = (req.next_hop.id, req.held_out) if req.held_out and req.next_hop else None
+        if type(reply) is not Fulfill:
+            self._ledger.release(incoming, outgoing)
+            return reply
+        pending = self._ledger.fulfilled(incoming, outgoing)
+        return reply if pending is None else pending  # resolves to None: the reply, unchanged
 
 
 class OutgoingBalance:
     """The next hop's side: hold before the Prepare is sent (T04 under its minimum: never sent,
-    so never fulfilled-then-refused), settle on the way back. It sits outside
-    ``fulfillment_check``, so the reply it commits has been checked against the condition."""
+    so never fulfilled-then-refused). ``incoming_balance`` settles the hold with the sender's, in
+    one commit; both sit outside ``fulfillment_check``, so a committed Fulfill has been checked."""
 
     name: ClassVar[str] = "outgoing_balance"
 
@@ -139,11 +190,5 @@ class OutgoingBalance:
                 self._address,
                 f"insufficient balance with {req.next_hop.id}",
             )
+        req.held_out = amount
         return None
-
-    def on_reply(self, req: PacketRequest, reply: Reply) -> Reply:
-        amount = req.amount_out
-        if amount:
-            assert req.next_hop is not None
-            self._ledger.settle_outgoing(req.next_hop.id, amount, type(reply) is Fulfill)
-        return reply

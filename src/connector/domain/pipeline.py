@@ -86,6 +86,7 @@ class PacketRequest:
         "amount_out",
         "done",
         "expires_out",
+        "held_out",
         "next_hop",
         "origin",
         "packet",
@@ -115,6 +116,8 @@ class PacketRequest:
         self.next_hop: Account | None = None
         self.amount_out = prepare.amount
         self.expires_out: datetime = prepare.expires_at
+        #: The amount held on the next hop's balance (0: none), settled with the sender's.
+        self.held_out = 0
         self.done = False
 
     def resume(self, reply: Reply, raw: bytes | None = None) -> None:
@@ -145,9 +148,10 @@ class Pipeline:
         self._replies = tuple(getattr(step, "on_reply", None) for step in self.steps)
         #: Requests whose step awaits I/O: answered by ``abandon`` if their task never ends.
         self._awaiting: dict[int, tuple[PacketRequest, int, Awaitable[Any]]] = {}
-        #: The same on the way out: (request, step index, original reply, raw, awaitable).
+        #: The same on the way out: (request, step index, reply so far, original reply, raw,
+        #: awaitable). An awaitable that resolves to None leaves the reply as it was.
         self._unwinding: dict[
-            int, tuple[PacketRequest, int, Reply, bytes | None, Awaitable[Any]]
+            int, tuple[PacketRequest, int, Reply, Reply, bytes | None, Awaitable[Any]]
         ] = {}
 
     @property
@@ -230,7 +234,7 @@ class Pipeline:
             self._reply(req, index, self._failed(req, RuntimeError("abandoned")), None)
         unwinding = list(self._unwinding.values())
         self._unwinding.clear()
-        for req, index, original, raw, pending in unwinding:
+        for req, index, _, original, raw, pending in unwinding:
             _close(pending)
             self._unwind(req, index, self._failed(req, RuntimeError("abandoned")), original, raw)
         return len(waiting) + len(unwinding)
@@ -259,11 +263,11 @@ class Pipeline:
             elif isinstance(out, Awaitable):
                 # A step that must wait on the way out (a durable commit, say): the answer
                 # waits with it, so nothing goes upstream before that step is done.
-                self._unwinding[id(req)] = (req, i, original, raw, out)
+                self._unwinding[id(req)] = (req, i, reply, original, raw, out)
                 if hasattr(out, "add_done_callback"):
-                    out.add_done_callback(partial(self._unwound, req, i, original, raw))
+                    out.add_done_callback(partial(self._unwound, req, i, reply, original, raw))
                 else:
-                    self._spawn(self._wait_reply(req, i, original, raw, out))
+                    self._spawn(self._wait_reply(req, i, reply, original, raw, out))
                 return
             else:
                 reply = self._invalid(req, out)
@@ -289,7 +293,13 @@ class Pipeline:
             self._reply(req, index, self._invalid(req, result), None)
 
     def _unwound(
-        self, req: PacketRequest, index: int, original: Reply, raw: bytes | None, done: Any
+        self,
+        req: PacketRequest,
+        index: int,
+        reply: Reply,
+        original: Reply,
+        raw: bytes | None,
+        done: Any,
     ) -> None:
         """A future a step returned on the way out is done."""
         if self._unwinding.pop(id(req), None) is None:
@@ -300,7 +310,9 @@ class Pipeline:
             out = self._failed(req, exc)
         except BaseException:  # cancelled
             out = self._failed(req, RuntimeError("cancelled"))
-        if type(out) not in _REPLIES:
+        if out is None:
+            out = reply  # done, and the reply stays as it was
+        elif type(out) not in _REPLIES:
             out = self._invalid(req, out)
         self._unwind(req, index, out, original, raw)
 
@@ -308,6 +320,7 @@ class Pipeline:
         self,
         req: PacketRequest,
         index: int,
+        reply: Reply,
         original: Reply,
         raw: bytes | None,
         pending: Awaitable[Any],
@@ -324,7 +337,9 @@ class Pipeline:
             raise
         if self._unwinding.pop(id(req), None) is None:
             return  # abandoned meanwhile: already answered
-        if type(out) not in _REPLIES:
+        if out is None:
+            out = reply
+        elif type(out) not in _REPLIES:
             out = self._invalid(req, out)
         self._unwind(req, index, out, original, raw)
 
