@@ -12,10 +12,14 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin connector \
-    && mkdir -p /etc/connector
+    && mkdir -p /etc/connector /var/lib/connector \
+    && chown 10001:10001 /var/lib/connector
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER 10001
+# The default store (store.url sqlite:///connector.sqlite3) is relative to the working directory.
+WORKDIR /var/lib/connector
+VOLUME ["/var/lib/connector"]
 ENV PYTHONUNBUFFERED=1 \
     LOG_FORMAT=json \
     BTP_SERVER_PORT=3000

@@ -87,6 +87,8 @@ def start_ours(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
         "BTP_PEER_RECEIVER_SECRET": "r",
         "LOG_LEVEL": "info",
         "LOG_FORMAT": "json",
+        # Balances in memory unless asked (e.g. CONNECTOR_STORE_URL=sqlite:////tmp/b.sqlite3).
+        "CONNECTOR_STORE_URL": os.environ.get("CONNECTOR_STORE_URL", "memory://"),
     }
     proc = subprocess.Popen(
         [*pinned(0), sys.executable, "-m", "connector", "--config", str(config)],

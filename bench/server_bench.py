@@ -81,6 +81,7 @@ async def main() -> None:
         "BTP_PEER_BENCH_SECRET": SECRET,
         "LOG_LEVEL": args.log_level,
         "LOG_FORMAT": "json",
+        "CONNECTOR_STORE_URL": os.environ.get("CONNECTOR_STORE_URL", "memory://"),
     }
     server = await asyncio.create_subprocess_exec(
         sys.executable,

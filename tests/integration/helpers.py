@@ -87,6 +87,7 @@ async def connector_process(port: int | None = None, **env: str) -> AsyncIterato
         "BTP_SERVER_PORT": str(port),
         "LOG_FORMAT": "json",
         "PYTHONUNBUFFERED": "1",
+        "CONNECTOR_STORE_URL": "memory://",  # no file in the checkout (a test may choose one)
         **env,
     }
     proc = await asyncio.create_subprocess_exec(

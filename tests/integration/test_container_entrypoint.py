@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from connector.domain.btp import frames
-from tests.integration.helpers import GUARD, ROOT, BtpClient, free_port
+from tests.integration.helpers import GUARD, BtpClient, free_port
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")),
@@ -38,6 +38,9 @@ async def test_runs_non_root_as_pid_1_reads_config_and_exits_0_on_sigterm() -> N
         "node_id: boxed\nilp_address: test.boxed\npeers: [{id: alice, relation: child}]\n"
     )
     config.chmod(0o644)
+    data = folder / "data"  # the image's WORKDIR, /var/lib/connector, owned by its user
+    data.mkdir()
+    os.chown(data, 10001, 10001)
     env = {
         "PATH": "/usr/bin:/bin",
         "CONNECTOR_CONFIG": str(config),
@@ -61,7 +64,7 @@ async def test_runs_non_root_as_pid_1_reads_config_and_exits_0_on_sigterm() -> N
         "-m",
         "connector",
         env=env,
-        cwd=ROOT,
+        cwd=data,
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -86,6 +89,7 @@ async def test_runs_non_root_as_pid_1_reads_config_and_exits_0_on_sigterm() -> N
             _, err = await proc.communicate()
         assert proc.returncode == 0, err.decode()
         assert b"btp_server_stopped" in err
+        assert (data / "connector.sqlite3").exists()  # the default store, in the WORKDIR
     finally:
         if proc.returncode is None:
             proc.kill()

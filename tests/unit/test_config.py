@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.app.config import load_config
+from connector.app.config import ConnectorConfig, load_config
 from connector.app.container import build_accounts
 from connector.app.settings import Settings, runtime_config
 from connector.domain.accounts import Account, Accounts, Asset, Relation
@@ -149,4 +149,18 @@ def test_bad_balance_limits_are_refused(tmp_path: Path, balance: str, message: s
     path = tmp_path / "c.yaml"
     path.write_text(f"peers: [{{id: a, relation: child, balance: {balance}}}]\n")
     with pytest.raises(ConfigurationError, match=message):
+        load_config(path)
+
+
+def test_the_default_store_is_a_file_in_the_working_directory_and_the_environment_beats_it(
+    tmp_path: Path,
+) -> None:
+    assert ConnectorConfig().store.url == "sqlite:///connector.sqlite3"
+    path = tmp_path / "c.yaml"
+    path.write_text("store: {url: 'sqlite:///x.sqlite3'}\n")
+    file = load_config(path)
+    assert runtime_config(Settings(store_url=None), file)["store_url"] == "sqlite:///x.sqlite3"
+    assert runtime_config(Settings(store_url="memory://"), file)["store_url"] == "memory://"
+    path.write_text("store: {url: 'postgres://x'}\n")
+    with pytest.raises(ConfigurationError, match=r"store\.url"):
         load_config(path)

@@ -97,7 +97,8 @@ class ForwardingConfig(_Strict):
 
 
 class StoreConfig(_Strict):
-    url: str = "memory://"
+    #: The embedded default: a file in the working directory (nothing to install).
+    url: str = "sqlite:///connector.sqlite3"
 
     @field_validator("url")
     @classmethod

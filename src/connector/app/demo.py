@@ -168,6 +168,7 @@ async def orchestrate(count: int, in_flight: int) -> int:
                 "BTP_PEER_RECEIVER_SECRET": secret_receiver,
                 "LOG_LEVEL": "warning",
                 "LOG_FORMAT": "json",
+                "CONNECTOR_STORE_URL": "memory://",  # the demo leaves no file behind
             },
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
