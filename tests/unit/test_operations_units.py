@@ -87,3 +87,20 @@ def test_balances_and_refusals_are_exported_from_the_ledger() -> None:
     assert 'connector_balance{peer="alice"} 400.0' in text
     assert 'connector_balance_refusals_total{direction="incoming",peer="alice"} 1.0' in text
     assert 'connector_balance_refusals_total{direction="outgoing",peer="alice"} 0.0' in text
+
+
+def test_check_config_reports_a_store_it_cannot_use(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("store: {url: 'sqlite:////nonexistent-dir/b.sqlite3'}\n")
+    ok, lines = check(path, {})
+    assert not ok
+    assert "cannot create it in /nonexistent-dir" in "\n".join(lines)
+    ok, lines = check(path, {"CONNECTOR_STORE_URL": f"sqlite:///{tmp_path / 'ok.sqlite3'}"})
+    assert ok, lines
+    assert f"store: sqlite:///{tmp_path / 'ok.sqlite3'}" in lines
+    assert not (tmp_path / "ok.sqlite3").exists()  # checking creates nothing
+    corrupt = tmp_path / "bad.sqlite3"
+    corrupt.write_bytes(b"not a database at all, just bytes" * 10)
+    ok, lines = check(path, {"CONNECTOR_STORE_URL": f"sqlite:///{corrupt}"})
+    assert not ok
+    assert "bad.sqlite3" in "\n".join(lines)

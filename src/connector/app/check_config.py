@@ -1,17 +1,20 @@
 """``connector --check-config FILE``: validate the file and the environment, start nothing.
 
 Checks what the file model checks (keys, values, addresses, routes that name configured peers)
-and what only the environment can tell: every peer has its ``BTP_PEER_{ID}_SECRET``. Prints what
+and what only the environment can tell: every peer has its ``BTP_PEER_{ID}_SECRET``, and the
+store (``CONNECTOR_STORE_URL`` or ``store.url``) can be opened (checked without creating it). Prints what
 it found in one screen; exit 0 when all is well, 1 otherwise.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
 from connector.app.config import ConnectorConfig, load_config
+from connector.app.store import store_problem
 from connector.domain.errors import ConfigurationError
 
 
@@ -27,7 +30,8 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> tuple[bool, l
             "result: INVALID",
         ]
     secrets = EnvSecretStore(environ)
-    problems = _report(config, secrets, lines)
+    env = os.environ if environ is None else environ
+    problems = _report(config, secrets, lines, env.get("CONNECTOR_STORE_URL") or None)
     for problem in problems:
         lines.append(f"  error: {problem}")
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
@@ -35,14 +39,22 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> tuple[bool, l
     return not problems, lines
 
 
-def _report(config: ConnectorConfig, secrets: EnvSecretStore, lines: list[str]) -> list[str]:
+def _report(
+    config: ConnectorConfig,
+    secrets: EnvSecretStore,
+    lines: list[str],
+    environ_store: str | None = None,
+) -> list[str]:
     problems = []
     lines.append(
         f"node: {config.node_id}  address: {config.ilp_address}  "
         f"listen: {config.btp_server.host}:{config.btp_server.port}  "
         f"asset: {config.asset.code}/{config.asset.scale}"
     )
-    lines.append(f"store: {config.store.url}")
+    lines.append(f"store: {environ_store or config.store.url}")
+    store = store_problem(environ_store or config.store.url)
+    if store is not None:
+        problems.append(store)
     lines.append(f"peers ({len(config.peers)}):")
     for peer in config.peers:
         has_secret = secrets.secret_for(peer.id) is not None

@@ -12,6 +12,7 @@ a committed change. Schema versions are applied in order at start-up.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -130,6 +131,30 @@ class GroupCommit:
     def close(self) -> None:
         self._executor.shutdown(wait=True)
         self._store.close()
+
+
+def store_problem(url: str) -> str | None:
+    """Why the store at ``url`` cannot be used, without creating or changing anything; None
+    when it can (for ``--check-config``)."""
+    try:
+        path = sqlite_path(url)
+    except ConfigurationError as exc:
+        return str(exc)
+    if path is None:
+        return None
+    if path.exists():
+        if not path.is_file() or not os.access(path, os.R_OK | os.W_OK):
+            return f"store {path}: not a file this user can read and write"
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+                db.execute("SELECT name FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            return f"store {path}: {exc}"
+        return None
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return f"store {path}: cannot create it in {folder}"
+    return None
 
 
 def sqlite_path(url: str) -> Path | None:
