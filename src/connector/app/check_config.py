@@ -2,8 +2,8 @@
 
 Checks what the file model checks (keys, values, addresses, routes that name configured peers)
 and what only the environment can tell: every peer has its ``BTP_PEER_{ID}_SECRET``, and the
-store (``CONNECTOR_STORE_URL`` or ``store.url``) can be opened (checked without creating it). Prints what
-it found in one screen; exit 0 when all is well, 1 otherwise.
+store (``CONNECTOR_STORE_URL`` or ``store.url``) can be opened, checked without creating it.
+Prints what it found in one screen; exit 0 when all is well, 1 otherwise.
 """
 
 from __future__ import annotations
