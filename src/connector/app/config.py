@@ -108,6 +108,11 @@ class StoreConfig(_Strict):
         return value
 
 
+class AdminConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(7780, ge=0, le=65535)
+
+
 class ConnectorConfig(_Strict):
     node_id: str = "connector"
     ilp_address: str = "test.connector"
@@ -115,6 +120,7 @@ class ConnectorConfig(_Strict):
     asset: AssetConfig = AssetConfig()
     forwarding: ForwardingConfig = ForwardingConfig()
     store: StoreConfig = StoreConfig()
+    admin: AdminConfig = AdminConfig()
     peers: list[PeerConfig] = []
     routes: list[RouteConfig] = []
 

@@ -12,6 +12,7 @@ The packet pipeline is ``build_steps``' list, outermost first, and that list is 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -21,6 +22,7 @@ from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
 from connector.adapters.memory_transport import MemoryDialer, MemoryNetwork, MemoryServerTransport
 from connector.adapters.structlog_sink import node_logger
 from connector.adapters.websockets_transport import WebsocketsDialer, WebsocketsServerTransport
+from connector.app.admin import AdminApi
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.config import PeerConfig, RouteConfig
@@ -46,6 +48,7 @@ from connector.domain.ledger import IncomingBalance, Ledger, OutgoingBalance
 from connector.domain.pipeline import Pipeline, Step
 from connector.domain.ports import Clock, Dialer, LogSink, SecretStore
 from connector.domain.routing import Routes
+from connector.domain.secret import Secret
 
 
 def parse_peers(peers: list[dict[str, Any]]) -> list[PeerConfig]:
@@ -88,6 +91,25 @@ def build_ledger(store_url: str) -> Ledger:
     ledger = Ledger(store.load())
     ledger.committer = GroupCommit(store, lambda account: ledger.position(account).balance)
     return ledger
+
+
+def build_admin(
+    ledger: Ledger,
+    accounts: Accounts,
+    links: Links,
+    node: ConnectorNode,
+    log: LogSink,
+    host: str,
+    port: int,
+) -> AdminApi | None:
+    """The admin API, when ``CONNECTOR_ADMIN_TOKEN`` is set (read here, never a setting)."""
+    token = os.environ.get("CONNECTOR_ADMIN_TOKEN", "")
+    if not token:
+        return None
+    return AdminApi(
+        ledger, accounts, links.is_connected, node.known_peers, Secret(token.encode()), log,
+        host, port,
+    )  # fmt: skip
 
 
 def build_steps(
@@ -255,4 +277,15 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         log=log,
         node_id=config.node_id,
+    )
+
+    admin = providers.Singleton(
+        build_admin,
+        ledger=ledger,
+        accounts=accounts,
+        links=links,
+        node=node,
+        log=log,
+        host=config.admin_host,
+        port=config.admin_port,
     )

@@ -38,8 +38,13 @@ async def serve(container: Container) -> None:
     store = container.secret_store()
     configured: list[str] = store.configured_peers() if isinstance(store, EnvSecretStore) else []
     log.info("connector_starting", secretsInEnvironment=len(configured))
+    admin = container.admin()
     try:
         await node.start()
+        if admin is None:
+            log.info("admin_api_disabled", reason="CONNECTOR_ADMIN_TOKEN is not set")
+        else:
+            await admin.start()
         # What start-up built lives as long as the process: keep it out of the collector's
         # full passes, whose pauses would otherwise land on packets in flight.
         gc.collect()
@@ -50,6 +55,8 @@ async def serve(container: Container) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await node.shutdown()
+        if admin is not None:
+            await admin.stop()
         close = getattr(container.ledger().committer, "close", None)
         if close is not None:
             close()  # the last batch is written before the store closes

@@ -83,6 +83,8 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         peers=[p.model_dump() for p in base.peers],
         routes=[r.model_dump() for r in base.routes],
         store_url=settings.store_url or base.store.url,
+        admin_host=base.admin.host,
+        admin_port=base.admin.port,
         open_children=file is None,
         debug=settings.log_level == "debug",
     )

@@ -83,15 +83,22 @@ class GroupCommit:
         self._store = store
         self._balance = committed_balance
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="store")
-        self._pending: list[tuple[str, int]] = []
+        self._pending: list[tuple[str, int, bool]] = []  # (account, amount, is an absolute set)
         self._future: asyncio.Future[None] | None = None
         self._busy = False
         self._scheduled = False
         self.batches = 0
 
     def commit(self, deltas: list[tuple[str, int]]) -> asyncio.Future[None]:
+        self._pending.extend((account, delta, False) for account, delta in deltas)
+        return self._batch()
+
+    def set(self, account_id: str, balance: int) -> asyncio.Future[None]:
+        self._pending.append((account_id, balance, True))
+        return self._batch()
+
+    def _batch(self) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
-        self._pending.extend(deltas)
         if self._future is None:
             self._future = loop.create_future()
         if not self._busy and not self._scheduled:
@@ -106,10 +113,13 @@ class GroupCommit:
         batch, future = self._pending, self._future
         assert future is not None
         self._pending, self._future = [], None
-        totals: dict[str, int] = {}
-        for account, delta in batch:
-            totals[account] = totals.get(account, 0) + delta
-        balances = {account: self._balance(account) + d for account, d in totals.items()}
+        # In order, as the ledger's callbacks will apply them: a set replaces what came before.
+        balances: dict[str, int] = {}
+        for account, amount, absolute in batch:
+            if absolute:
+                balances[account] = amount
+            else:
+                balances[account] = balances.get(account, self._balance(account)) + amount
         self._busy = True
         loop = asyncio.get_running_loop()
         written = loop.run_in_executor(self._executor, self._store.write, balances)

@@ -56,6 +56,10 @@ class Committer(Protocol):
 
     def commit(self, deltas: list[tuple[str, int]]) -> Awaitable[None] | None: ...
 
+    def set(self, account_id: str, balance: int) -> Awaitable[None] | None:
+        """Make ``balance`` the account's balance, in order with the commits around it."""
+        ...
+
 
 class Ledger:
     """Every account's position; durable through an optional ``Committer``."""
@@ -127,6 +131,20 @@ class Ledger:
             return None
         pending.add_done_callback(partial(self._committed, incoming, outgoing))  # type: ignore[attr-defined]
         return pending
+
+    def set_balance(self, account_id: str, balance: int) -> Awaitable[None] | None:
+        """An operator's correction: the committed balance becomes ``balance`` (holds stay).
+        None when done at once; else a future the balance follows when it resolves."""
+        pending = self.committer.set(account_id, balance) if self.committer else None
+        if pending is None:
+            self.position(account_id).balance = balance
+            return None
+        pending.add_done_callback(partial(self._adjusted, account_id, balance))  # type: ignore[attr-defined]
+        return pending
+
+    def _adjusted(self, account_id: str, balance: int, done: Any) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self.position(account_id).balance = balance
 
     def _committed(self, incoming: Side | None, outgoing: Side | None, done: Any) -> None:
         ok = not done.cancelled() and done.exception() is None

@@ -1,0 +1,239 @@
+"""The admin API: accounts and balances over HTTP, on a listener of its own (aiohttp).
+
+Every endpoint needs ``Authorization: Bearer $CONNECTOR_ADMIN_TOKEN`` (compared in constant time;
+401 otherwise). Without a token the API does not start, and says so in the log. Amounts are
+decimal strings (u64 and beyond do not fit a JSON number everyone reads alike). No answer and no
+log line carries the token.
+
+- ``GET /accounts``: every account; ``GET /accounts/{id}``: one;
+- ``PUT /accounts/{id}/balance`` ``{"balance": "-150"}``: an operator's correction, committed to
+  the store before the answer, logged as ``admin_balance_set``;
+- ``GET /openapi.json``: this API, described.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from connector.domain.accounts import Account, Accounts
+from connector.domain.ledger import Ledger
+from connector.domain.ports import LogSink
+from connector.domain.secret import Secret
+
+_AMOUNT = re.compile(r"-?[0-9]{1,40}")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _amount(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {"title": "connector admin API", "version": "1"},
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Account": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string"},
+                    "relation": {"type": "string", "enum": ["child", "peer", "parent"]},
+                    "asset": {
+                        "type": "object",
+                        "properties": {"code": {"type": "string"}, "scale": {"type": "integer"}},
+                    },
+                    "balance": {"type": "string", "description": "what the peer owes us"},
+                    "holds_incoming": {"type": "string"},
+                    "holds_outgoing": {"type": "string", "description": "zero or negative"},
+                    "minimum": {"type": "string", "nullable": True},
+                    "maximum": {"type": "string", "nullable": True},
+                    "connected": {"type": "boolean"},
+                },
+            },
+            "Balance": {
+                "type": "object",
+                "required": ["balance"],
+                "properties": {"balance": {"type": "string", "pattern": "^-?[0-9]+$"}},
+            },
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/accounts": {
+            "get": {
+                "summary": "every account",
+                "responses": {
+                    "200": {
+                        "description": "the accounts",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "array",
+                                    "items": {"$ref": "#/components/schemas/Account"},
+                                }
+                            }
+                        },
+                    },
+                    "401": {"description": "no or wrong bearer token"},
+                },
+            }
+        },
+        "/accounts/{id}": {
+            "get": {
+                "summary": "one account",
+                "parameters": [{"name": "id", "in": "path", "required": True}],
+                "responses": {
+                    "200": {
+                        "description": "the account",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Account"}}
+                        },
+                    },
+                    "401": {"description": "no or wrong bearer token"},
+                    "404": {"description": "no such account"},
+                },
+            }
+        },
+        "/accounts/{id}/balance": {
+            "put": {
+                "summary": "set the balance (an operator's correction, audited)",
+                "parameters": [{"name": "id", "in": "path", "required": True}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Balance"}}
+                    },
+                },
+                "responses": {
+                    "200": {"description": "the account, after the change is committed"},
+                    "400": {"description": "not a decimal integer"},
+                    "401": {"description": "no or wrong bearer token"},
+                    "404": {"description": "no such account"},
+                },
+            }
+        },
+        "/openapi.json": {"get": {"summary": "this document"}},
+    },
+}
+
+
+class AdminApi:
+    def __init__(
+        self,
+        ledger: Ledger,
+        accounts: Accounts,
+        is_connected: Callable[[str], bool],
+        known: Callable[[], list[str]],
+        token: Secret,
+        log: LogSink,
+        host: str = "127.0.0.1",
+        port: int = 7780,
+    ) -> None:
+        self._ledger = ledger
+        self._accounts = accounts
+        self._is_connected = is_connected
+        self._known = known
+        self._token = token
+        self._log = log
+        self._host = host
+        self._port = port
+        self._runner: web.AppRunner | None = None
+        self._site: web.TCPSite | None = None
+
+    @property
+    def address(self) -> str:
+        if self._site is None or self._runner is None or not self._runner.addresses:
+            return f"{self._host}:{self._port}"
+        host, port = self._runner.addresses[0][:2]
+        return f"{host}:{port}"
+
+    async def start(self) -> None:
+        app = web.Application(middlewares=[self._authorize], client_max_size=4096)
+        app.router.add_get("/accounts", self._list)
+        app.router.add_get("/accounts/{id}", self._get)
+        app.router.add_put("/accounts/{id}/balance", self._set_balance)
+        app.router.add_get("/openapi.json", self._openapi)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, self._host, self._port)
+        await self._site.start()
+        self._log.info("admin_api_started", address=self.address)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @web.middleware
+    async def _authorize(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        scheme, _, presented = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not self._token.matches(Secret(presented.encode())):
+            return web.json_response(
+                {"error": "unauthorized"}, status=401, headers={"WWW-Authenticate": "Bearer"}
+            )
+        return await handler(request)
+
+    def _account(self, request: web.Request) -> Account:
+        account_id = request.match_info["id"]
+        account = self._accounts.configured.get(account_id)
+        if account is None and account_id in self._known():
+            account = self._accounts.get(account_id)
+        if account is None:
+            raise web.HTTPNotFound(
+                text='{"error": "no such account"}', content_type="application/json"
+            )
+        return account
+
+    def _describe(self, account: Account) -> dict[str, Any]:
+        position = self._ledger.position(account.id)
+        return {
+            "id": account.id,
+            "relation": account.relation.value,
+            "asset": {"code": account.asset.code, "scale": account.asset.scale},
+            "balance": str(position.balance),
+            "holds_incoming": str(position.incoming),
+            "holds_outgoing": str(-position.outgoing),
+            "minimum": _amount(account.balance_minimum),
+            "maximum": _amount(account.balance_maximum),
+            "connected": self._is_connected(account.id),
+        }
+
+    async def _list(self, request: web.Request) -> web.Response:
+        ids = sorted(set(self._accounts.configured) | set(self._known()))
+        accounts = [a for i in ids if (a := self._accounts.get(i)) is not None]
+        return web.json_response([self._describe(a) for a in accounts])
+
+    async def _get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._describe(self._account(request)))
+
+    async def _set_balance(self, request: web.Request) -> web.Response:
+        account = self._account(request)
+        try:
+            body = await request.json()
+            text = body["balance"]
+            if not isinstance(text, str) or not _AMOUNT.fullmatch(text):
+                raise ValueError("balance")
+        except (ValueError, KeyError, TypeError):
+            return web.json_response(
+                {"error": 'expected {"balance": "<decimal integer>"}'}, status=400
+            )
+        balance = int(text)
+        before = self._ledger.position(account.id).balance
+        pending = self._ledger.set_balance(account.id, balance)
+        if pending is not None:
+            await pending
+        self._log.warning(
+            "admin_balance_set",
+            peerId=account.id,
+            before=str(before),
+            after=str(balance),
+            remoteAddress=request.remote,
+        )
+        return web.json_response(self._describe(account))
+
+    async def _openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(OPENAPI)
