@@ -31,7 +31,13 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> tuple[bool, l
         ]
     secrets = EnvSecretStore(environ)
     env = os.environ if environ is None else environ
-    problems = _report(config, secrets, lines, env.get("CONNECTOR_STORE_URL") or None)
+    problems = _report(
+        config,
+        secrets,
+        lines,
+        env.get("CONNECTOR_STORE_URL") or None,
+        bool(env.get("CONNECTOR_ADMIN_TOKEN")),
+    )
     for problem in problems:
         lines.append(f"  error: {problem}")
     count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
@@ -44,6 +50,7 @@ def _report(
     secrets: EnvSecretStore,
     lines: list[str],
     environ_store: str | None = None,
+    admin_token: bool = False,
 ) -> list[str]:
     problems = []
     lines.append(
@@ -52,6 +59,10 @@ def _report(
         f"asset: {config.asset.code}/{config.asset.scale}"
     )
     lines.append(f"store: {environ_store or config.store.url}")
+    lines.append(
+        f"admin: {config.admin.host}:{config.admin.port}, "
+        f"CONNECTOR_ADMIN_TOKEN: {'set' if admin_token else 'not set (the admin API stays off)'}"
+    )
     store = store_problem(environ_store or config.store.url)
     if store is not None:
         problems.append(store)
