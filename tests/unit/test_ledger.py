@@ -4,8 +4,11 @@ steps that keep it, with a fake clock and fake next hops."""
 from __future__ import annotations
 
 import asyncio
+import random
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connector.domain.accounts import Account, Accounts, Relation
 from connector.domain.forwarding import (
@@ -160,3 +163,45 @@ async def test_zero_amounts_touch_no_balance() -> None:
     (reply,) = (await node.settled(1)).values()
     assert isinstance(reply, Fulfill)
     assert ledger.position("alice").balance == 1000
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["hold_in", "hold_out", "settle"]), st.integers(0, 400)),
+        max_size=60,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_no_sequence_of_holds_and_settlements_breaks_a_limit(
+    steps: list[tuple[str, int]], rnd: random.Random
+) -> None:
+    """Whatever arrives and however each ends, the committed balance stays within the limits,
+    and holds return to zero once everything is settled."""
+    ledger = Ledger()
+    peer = Account.of("p", Relation.PEER, balance_minimum=-700, balance_maximum=900)
+    open_in: list[int] = []
+    open_out: list[int] = []
+    for kind, amount in steps:
+        if kind == "hold_in" and ledger.hold_incoming(peer, amount):
+            open_in.append(amount)
+        elif kind == "hold_out" and ledger.hold_outgoing(peer, amount):
+            open_out.append(amount)
+        elif kind == "settle" and (open_in or open_out):
+            side = open_in if open_in and (not open_out or rnd.random() < 0.5) else open_out
+            held = side.pop(rnd.randrange(len(side)))
+            fulfilled = rnd.random() < 0.7
+            if side is open_in:
+                ledger.settle_incoming("p", held, fulfilled)
+            else:
+                ledger.settle_outgoing("p", held, fulfilled)
+        p = ledger.position("p")
+        # The worst cases the limits guard: every open hold on one side fulfilled.
+        assert p.balance + p.incoming <= 900
+        assert p.balance - p.outgoing >= -700
+    for held in open_in:
+        ledger.settle_incoming("p", held, True)
+    for held in open_out:
+        ledger.settle_outgoing("p", held, True)
+    p = ledger.position("p")
+    assert (p.incoming, p.outgoing) == (0, 0)
+    assert -700 <= p.balance <= 900  # everything fulfilled at once still lands within the limits
