@@ -25,7 +25,6 @@ import contextlib
 import logging
 import secrets
 import ssl
-from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, cast
@@ -174,7 +173,6 @@ class WebSocket(asyncio.Protocol):
         self._clean_chunk = False
         self._partial = bytearray()  # the start of a frame _frames has not got whole yet
         self._opened_at = 0.0
-        self.on_open: Callable[[WebSocket], None] | None = None  # set by the side that made it
         self.handshake_done: asyncio.Future[None] | None = None
 
     # --- the Connection port ----------------------------------------------------------------
@@ -193,8 +191,6 @@ class WebSocket(asyncio.Protocol):
             self.set_max_message_size(max_message_size)
         early, self._early = self._early, []
         for message in early:
-            if self._handler is None:
-                break
             handler.on_message(message)
         self._update_reading()
         if self.ws.state is CLOSED and not self._closed_reported:
@@ -212,8 +208,7 @@ class WebSocket(asyncio.Protocol):
             ws.writes.append(_binary_frame(data, ws.side is CLIENT))
             self._mark()
         elif self._late is not None:
-            frame = Frame(_BINARY, data)
-            self._late.append(frame.serialize(mask=ws.side is CLIENT, extensions=ws.extensions))
+            self._late.append(_binary_frame(data, ws.side is CLIENT))
 
     def close(self, code: int, reason: str) -> None:
         ws = self.ws
@@ -287,11 +282,8 @@ class WebSocket(asyncio.Protocol):
                 return
             # The peer closed: nothing more can be sent, and the link must know at once.
             self._deliver(events)
-            frame = ws.close_rcvd or ws.close_sent
             if self._handler is not None:
-                self._handler.on_closing(
-                    frame.code if frame else 1006, frame.reason if frame else "connection lost"
-                )
+                self._handler.on_closing(*self._close_info())
             self._mark()
             return
         if events:
@@ -574,11 +566,12 @@ class WebSocket(asyncio.Protocol):
         if self._closed_reported or self._handler is None:
             return
         self._closed_reported = True
-        ws = self.ws
-        frame = ws.close_rcvd or ws.close_sent
-        code = frame.code if frame is not None else 1006
-        reason = frame.reason if frame is not None else "connection lost"
-        self._handler.on_closed(code, reason)
+        self._handler.on_closed(*self._close_info())
+
+    def _close_info(self) -> tuple[int, str]:
+        """The close code and reason: the peer's close frame, else ours, else 1006."""
+        frame = self.ws.close_rcvd or self.ws.close_sent
+        return (1006, "connection lost") if frame is None else (frame.code, frame.reason)
 
 
 def _binary_frame(data: bytes, mask: bool) -> bytes:

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connector.app.store import sqlite_path
 from connector.domain.auth import is_valid_peer_id
 from connector.domain.errors import ConfigurationError
 from connector.domain.ilp.address import is_valid_address
@@ -103,8 +104,10 @@ class StoreConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        if value != "memory://" and not (value.startswith("sqlite:///") and len(value) > 10):
-            raise ValueError("must be memory:// or sqlite:///PATH")
+        try:
+            sqlite_path(value)
+        except ConfigurationError:
+            raise ValueError("must be memory:// or sqlite:///PATH") from None
         return value
 
 

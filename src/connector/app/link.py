@@ -172,7 +172,7 @@ class BtpLink:
 
     def stop(self, reason: str, code: int = CloseCode.NORMAL) -> None:
         """Close from our side: answer the peer's requests still in flight (T03), then close."""
-        self._answer_all(IlpErrorCode.T03_CONNECTOR_BUSY, reason)
+        self.answer_in_flight(reason)
         self._close_transport(code, reason)
 
     # --- ConnectionHandler ----------------------------------------------------------------
@@ -457,9 +457,7 @@ class BtpLink:
                 violations=event.violations,
             )
         elif isinstance(event, CloseRequested):
-            # Answers owed to the peer go out before the close frame.
-            self._flush()
-            self.stop(event.reason, event.code)
+            self.stop(event.reason, event.code)  # answers owed go out before the close frame
         elif isinstance(event, ResponseIgnored | RequestIgnored) and self._debug:
             self.log.debug("btp_response_ignored", requestId=event.request_id)
 

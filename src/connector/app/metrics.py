@@ -76,8 +76,8 @@ class PeerStats:
     def answered(self, code: str | None, seconds: float) -> None:
         """One Prepare answered: ``code`` is None for a Fulfill."""
         codes = self.codes
-        if code is not None and code not in _KNOWN_CODES:
-            code = "other"
+        if code is not None:
+            code = reject_code_label(code)
         codes[code] = codes.get(code, 0) + 1
         self.buckets[bisect_left(LATENCY_BOUNDS, seconds)] += 1
         self.latency_sum += seconds
