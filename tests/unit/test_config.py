@@ -161,6 +161,6 @@ def test_the_default_store_is_a_file_in_the_working_directory_and_the_environmen
     file = load_config(path)
     assert runtime_config(Settings(store_url=None), file)["store_url"] == "sqlite:///x.sqlite3"
     assert runtime_config(Settings(store_url="memory://"), file)["store_url"] == "memory://"
-    path.write_text("store: {url: 'postgres://x'}\n")
+    path.write_text("store: {url: 'mysql://x'}\n")
     with pytest.raises(ConfigurationError, match=r"store\.url"):
         load_config(path)

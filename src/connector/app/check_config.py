@@ -14,6 +14,7 @@ from pathlib import Path
 
 from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
 from connector.app.config import ConnectorConfig, load_config
+from connector.app.postgres_store import redact
 from connector.app.store import store_problem
 from connector.domain.errors import ConfigurationError
 
@@ -58,7 +59,7 @@ def _report(
         f"listen: {config.btp_server.host}:{config.btp_server.port}  "
         f"asset: {config.asset.code}/{config.asset.scale}"
     )
-    lines.append(f"store: {environ_store or config.store.url}")
+    lines.append(f"store: {redact(environ_store or config.store.url)}")
     lines.append(
         f"admin: {config.admin.host}:{config.admin.port}, "
         f"CONNECTOR_ADMIN_TOKEN: {'set' if admin_token else 'not set (the admin API stays off)'}"

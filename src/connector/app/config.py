@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from connector.app.store import sqlite_path
+from connector.app.store import STORE_URLS, check_store_url
 from connector.domain.auth import is_valid_peer_id
 from connector.domain.errors import ConfigurationError
 from connector.domain.ilp.address import is_valid_address
@@ -100,14 +100,17 @@ class ForwardingConfig(_Strict):
 class StoreConfig(_Strict):
     #: The embedded default: a file in the working directory (nothing to install).
     url: str = "sqlite:///connector.sqlite3"
+    #: With PostgreSQL, this instance's name among those sharing the database (default: the
+    #: host name): unique among running instances; a restart under it releases its holds.
+    instance: str | None = Field(None, min_length=1, max_length=128)
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         try:
-            sqlite_path(value)
+            check_store_url(value)
         except ConfigurationError:
-            raise ValueError("must be memory:// or sqlite:///PATH") from None
+            raise ValueError(STORE_URLS) from None
         return value
 
 

@@ -12,6 +12,7 @@ The packet pipeline is ``build_steps``' list, outermost first, and that list is 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -29,11 +30,13 @@ from connector.app.config import PeerConfig, RouteConfig
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode
-from connector.app.store import GroupCommit, SqliteStore, sqlite_path
+from connector.app.postgres_store import PostgresStore, default_instance, is_postgres_url
+from connector.app.store import GroupCommit, SqliteStore, check_store_url, sqlite_path
 from connector.domain.accounts import Account, Accounts, Asset
 from connector.domain.admission import Admission
 from connector.domain.auth import AuthPolicy, AuthThrottle
 from connector.domain.backoff import Backoff
+from connector.domain.credit import Leases
 from connector.domain.errors import ConfigurationError
 from connector.domain.forwarding import (
     Expiry,
@@ -82,8 +85,43 @@ def build_accounts(
     )
 
 
-def build_ledger(store_url: str) -> Ledger:
-    """The ledger, with the committed balances of the store and its group commit."""
+#: How long a credit lease lives in a shared store without renewal (renewed every second): an
+#: instance that died gives its credit back this long after. At least the longest hold + 30 s.
+LEASE_SECONDS = 60.0
+
+
+def build_ledger(
+    store_url: str,
+    store_instance: str | None = None,
+    max_hold_time: float = 30.0,
+    accounts: Accounts | None = None,
+    clock: Clock | None = None,
+    log: LogSink | None = None,
+) -> Ledger:
+    """The ledger, with the committed balances of the store and its group commit; with a
+    shared store (PostgreSQL), opened by ``open_store`` once the event loop runs."""
+    if is_postgres_url(store_url):
+        check_store_url(store_url)
+        ttl = max(LEASE_SECONDS, max_hold_time + 30)
+        shared = PostgresStore(
+            store_url,
+            store_instance or default_instance(),
+            list(accounts.configured) if accounts else [],
+            ttl,
+            log,
+        )
+        leases = Leases(
+            shared,
+            (clock or SystemClock()).monotonic,
+            lambda: asyncio.get_running_loop().create_future(),
+            ttl=ttl,
+            # An incoming hold ends when its outgoing Prepare expires (at most max_hold_time
+            # from now), plus the commit: a lease must outlive that.
+            hold_window=max_hold_time + 5,
+        )
+        ledger = Ledger(committer=shared, leases=leases)
+        shared.ticker = ledger.renew_leases
+        return ledger
     path = sqlite_path(store_url)
     if path is None:
         return Ledger()
@@ -194,7 +232,15 @@ class Container(containers.DeclarativeContainer):
         min_message_window=config.min_message_window,
         max_hold_time=config.max_hold_time,
     )
-    ledger = providers.Singleton(build_ledger, store_url=config.store_url)
+    ledger = providers.Singleton(
+        build_ledger,
+        store_url=config.store_url,
+        store_instance=config.store_instance,
+        max_hold_time=config.max_hold_time,
+        accounts=accounts,
+        clock=clock,
+        log=log,
+    )
     steps = providers.Singleton(
         build_steps,
         accounts=accounts,

@@ -23,8 +23,11 @@ from connector.adapters.structlog_sink import configure_logging
 from connector.app.check_config import check
 from connector.app.config import load_config
 from connector.app.container import Container
+from connector.app.postgres_store import PostgresStore
 from connector.app.settings import Settings, runtime_config
+from connector.app.store import GroupCommit
 from connector.domain.errors import ConfigurationError
+from connector.domain.ledger import Ledger
 
 
 async def serve(container: Container) -> None:
@@ -39,7 +42,11 @@ async def serve(container: Container) -> None:
     configured: list[str] = store.configured_peers() if isinstance(store, EnvSecretStore) else []
     log.info("connector_starting", secretsInEnvironment=len(configured))
     admin = container.admin()
+    ledger = container.ledger()
+    opened = False
     try:
+        await open_store(ledger)
+        opened = True
         await node.start()
         if admin is None:
             log.info("admin_api_disabled", reason="CONNECTOR_ADMIN_TOKEN is not set")
@@ -57,9 +64,24 @@ async def serve(container: Container) -> None:
         await node.shutdown()
         if admin is not None:
             await admin.stop()
-        close = getattr(container.ledger().committer, "close", None)
-        if close is not None:
-            close()  # the last batch is written before the store closes
+        if opened:
+            await close_store(ledger)
+
+
+async def open_store(ledger: Ledger) -> None:
+    """A store that needs the event loop (PostgreSQL) connects here, before any packet, and
+    the ledger takes its balances."""
+    if isinstance(ledger.committer, PostgresStore):
+        ledger.load(await ledger.committer.open())
+
+
+async def close_store(ledger: Ledger) -> None:
+    """The last batch is written before the store closes."""
+    committer = ledger.committer
+    if isinstance(committer, PostgresStore):
+        await committer.aclose()
+    elif isinstance(committer, GroupCommit):
+        committer.close()
 
 
 def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
@@ -136,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         run(serve(container), settings.event_loop)
-    except OSError as exc:
+    except (OSError, ConfigurationError) as exc:  # a port taken, a store that cannot be opened
         container.log().error("connector_failed", error=str(exc))
         return 1
     return 0

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(10.0, ge=0, le=600)
     ping_interval: float = Field(20.0, gt=0, le=3600)
     store_url: str | None = Field(None, description="beats store.url of the file")
+    store_instance: str | None = Field(
+        None, min_length=1, max_length=128, description="beats store.instance of the file"
+    )
 
     _address = field_validator("ilp_address")(valid_ilp_address)
     _node_id = field_validator("node_id")(valid_node_id)
@@ -83,6 +86,7 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         peers=[p.model_dump() for p in base.peers],
         routes=[r.model_dump() for r in base.routes],
         store_url=settings.store_url or base.store.url,
+        store_instance=settings.store_instance or base.store.instance,
         admin_host=base.admin.host,
         admin_port=base.admin.port,
         open_children=file is None,

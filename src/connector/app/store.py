@@ -1,4 +1,5 @@
-"""Where committed balances live, by URL: ``memory://`` (nothing kept) or ``sqlite:///PATH``.
+"""Where committed balances live, by URL: ``memory://`` (nothing kept), ``sqlite:///PATH`` (this
+module) or ``postgresql://`` (``postgres_store.py``, for several instances).
 
 SQLite is the embedded store: one file, WAL mode, one writer (this process). Balances are
 written as absolute values in decimal text, since the sum of u64 amounts overflows SQLite's
@@ -19,7 +20,9 @@ import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from connector.app.postgres_store import check_reachable, is_postgres_url, redact
 from connector.domain.errors import ConfigurationError
 
 #: Batches between checkpoints of the WAL into the database file.
@@ -179,6 +182,8 @@ class GroupCommit:
 def store_problem(url: str) -> str | None:
     """Why the store at ``url`` cannot be used, without creating or changing anything; None
     when it can (for ``--check-config``)."""
+    if is_postgres_url(url):
+        return asyncio.run(check_reachable(url))
     try:
         path = sqlite_path(url)
     except ConfigurationError as exc:
@@ -207,4 +212,17 @@ def sqlite_path(url: str) -> Path | None:
         return None
     if url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
         return Path(url.removeprefix("sqlite:///"))
-    raise ConfigurationError(f"store.url {url!r}: use memory:// or sqlite:///PATH")
+    raise ConfigurationError(f"store.url {redact(url)!r}: {STORE_URLS}")
+
+
+#: What ``store.url`` may be, for error messages.
+STORE_URLS = "use memory://, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DATABASE"
+
+
+def check_store_url(url: str) -> None:
+    """Raises ConfigurationError unless ``url`` names a kind of store this connector has."""
+    if is_postgres_url(url):
+        if not urlsplit(url).hostname:
+            raise ConfigurationError(f"store.url {redact(url)!r}: {STORE_URLS}")
+        return
+    sqlite_path(url)

@@ -25,27 +25,12 @@ from functools import partial
 from typing import Any, ClassVar, Protocol
 
 from connector.domain.accounts import Account
+from connector.domain.credit import Leases, Refusal
+from connector.domain.positions import Position
+
+__all__ = ["Committer", "IncomingBalance", "Ledger", "OutgoingBalance", "Position"]
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject, Reply
 from connector.domain.pipeline import PacketRequest, StepResult
-
-
-class Position:
-    """One account's balance and the sums of its holds in each direction (all integers)."""
-
-    __slots__ = ("balance", "incoming", "outgoing", "refused_incoming", "refused_outgoing")
-
-    def __init__(self, balance: int = 0) -> None:
-        self.balance = balance
-        self.incoming = 0  # holds of Prepares from the peer, not settled yet (>= 0)
-        self.outgoing = 0  # holds of Prepares to the peer, not settled yet (>= 0, applied as -)
-        self.refused_incoming = 0  # T04s for its maximum
-        self.refused_outgoing = 0  # T04s for its minimum
-
-    def __repr__(self) -> str:
-        return (
-            f"Position(balance={self.balance}, incoming={self.incoming}, outgoing={self.outgoing})"
-        )
-
 
 Side = tuple[str, int]  # (account id, amount held)
 
@@ -65,10 +50,25 @@ class Ledger:
     """Every account's position; durable through an optional ``Committer``."""
 
     def __init__(
-        self, balances: Mapping[str, int] | None = None, committer: Committer | None = None
+        self,
+        balances: Mapping[str, int] | None = None,
+        committer: Committer | None = None,
+        leases: Leases | None = None,
     ) -> None:
         self._positions = {k: Position(v) for k, v in (balances or {}).items()}
         self.committer = committer
+        #: Set when instances share the store: limits are checked against this instance's
+        #: leases of the credit instead of the balance it sees (``domain/credit.py``).
+        self.leases = leases
+
+    def load(self, balances: Mapping[str, int]) -> None:
+        """The committed balances, read from the store at start-up (holds stay)."""
+        for account_id, balance in balances.items():
+            self.position(account_id).balance = balance
+
+    def renew_leases(self) -> None:
+        if self.leases is not None:
+            self.leases.renew(self)
 
     def position(self, account_id: str) -> Position:
         position = self._positions.get(account_id)
@@ -79,23 +79,44 @@ class Ledger:
     def positions(self) -> Iterator[tuple[str, Position]]:
         return iter(sorted(self._positions.items()))
 
-    def hold_incoming(self, account: Account, amount: int) -> bool:
-        """Hold ``amount`` from ``account``; False (nothing held) when over its maximum."""
+    def hold_incoming(
+        self, account: Account, amount: int, refuse: Refusal | None = None
+    ) -> bool | Any:
+        """Hold ``amount`` from ``account``: True when held, False (nothing held) when over its
+        maximum; with leases, a future when the store must be asked first (it resolves to None
+        once held, or to ``refuse(account)``)."""
         p = self.position(account.id)
         maximum = account.balance_maximum
-        if maximum is not None and p.balance + p.incoming + amount > maximum:
-            p.refused_incoming += 1
-            return False
+        if maximum is not None:
+            leases = self.leases
+            if leases is not None:
+                if leases.take(p, True, amount):
+                    return True
+                assert refuse is not None
+                return leases.wait(account, p, True, amount, refuse)
+            if p.balance + p.incoming + amount > maximum:
+                p.refused_incoming += 1
+                return False
         p.incoming += amount
         return True
 
-    def hold_outgoing(self, account: Account, amount: int) -> bool:
-        """Hold ``amount`` to ``account``; False (nothing held) when under its minimum."""
+    def hold_outgoing(
+        self, account: Account, amount: int, refuse: Refusal | None = None
+    ) -> bool | Any:
+        """Hold ``amount`` to ``account``; False (nothing held) when under its minimum (with
+        leases, possibly a future, as ``hold_incoming``)."""
         p = self.position(account.id)
         minimum = account.balance_minimum
-        if minimum is not None and p.balance - p.outgoing - amount < minimum:
-            p.refused_outgoing += 1
-            return False
+        if minimum is not None:
+            leases = self.leases
+            if leases is not None:
+                if leases.take(p, False, amount):
+                    return True
+                assert refuse is not None
+                return leases.wait(account, p, False, amount, refuse)
+            if p.balance - p.outgoing - amount < minimum:
+                p.refused_outgoing += 1
+                return False
         p.outgoing += amount
         return True
 
@@ -105,12 +126,16 @@ class Ledger:
         p.incoming -= amount
         if fulfilled:
             p.balance += amount
+            if p.lease_in:  # the credit it used is balance now (the store did the same)
+                p.lease_in = max(p.lease_in - amount, 0)
 
     def settle_outgoing(self, account_id: str, amount: int, fulfilled: bool) -> None:
         p = self.position(account_id)
         p.outgoing -= amount
         if fulfilled:
             p.balance -= amount
+            if p.lease_out:
+                p.lease_out = max(p.lease_out - amount, 0)
 
     def release(self, incoming: Side | None, outgoing: Side | None) -> None:
         """A packet that was not fulfilled: both of its holds end, no balance changes."""
@@ -165,15 +190,19 @@ class IncomingBalance:
     def __init__(self, ledger: Ledger, ilp_address: str) -> None:
         self._ledger = ledger
         self._address = ilp_address
+        self._refuse = self.refusal
+
+    def refusal(self, account: Account) -> Reject:
+        return Reject(
+            IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY, self._address, "exceeded maximum balance"
+        )
 
     def on_prepare(self, req: PacketRequest) -> StepResult:
         amount = req.prepare.amount
-        if amount and not self._ledger.hold_incoming(req.source, amount):
-            return Reject(
-                IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY,
-                self._address,
-                "exceeded maximum balance",
-            )
+        if amount:
+            held = self._ledger.hold_incoming(req.source, amount, self._refuse)
+            if held is not True:
+                return self.refusal(req.source) if held is False else held
         return None
 
     def on_reply(self, req: PacketRequest, reply: Reply) -> Any:
@@ -198,15 +227,22 @@ class OutgoingBalance:
     def __init__(self, ledger: Ledger, ilp_address: str) -> None:
         self._ledger = ledger
         self._address = ilp_address
+        self._refuse = self.refusal
+
+    def refusal(self, account: Account) -> Reject:
+        return Reject(
+            IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY,
+            self._address,
+            f"insufficient balance with {account.id}",
+        )
 
     def on_prepare(self, req: PacketRequest) -> StepResult:
-        assert req.next_hop is not None
+        next_hop = req.next_hop
+        assert next_hop is not None
         amount = req.amount_out
-        if amount and not self._ledger.hold_outgoing(req.next_hop, amount):
-            return Reject(
-                IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY,
-                self._address,
-                f"insufficient balance with {req.next_hop.id}",
-            )
-        req.held_out = amount
+        if amount:
+            held = self._ledger.hold_outgoing(next_hop, amount, self._refuse)
+            if held is not True:
+                return self.refusal(next_hop) if held is False else held
+            req.held_out = amount
         return None

@@ -7,7 +7,8 @@ outermost first, like middleware:
 - on the way in, each step's ``on_prepare`` either passes (returns ``None``), answers (returns a
   Fulfill or Reject: the request goes no further), or takes the request away to answer it later
   (returns ``WAIT``: the last step sends it to the next hop and calls ``req.resume`` with the
-  reply); a step that must wait for I/O may return an awaitable, which alone costs a task;
+  reply); a step that must wait for I/O may return an awaitable, which alone costs a task (a
+  future costs a callback; one returned on the way in must be that request's own);
 - on the way out, the reply passes back through ``on_reply`` of every step the request passed
   (those before the one that answered or took it), innermost first, so a step that took something
   on the way in (a hold, later) and passed the request on always sees how it ended. A step that
@@ -231,6 +232,11 @@ class Pipeline:
         self._awaiting.clear()
         for req, index, pending in waiting:
             _close(pending)
+            # A future a step returned on the way in is that request's own (a hold waiting for
+            # credit, say): cancelled, so that whoever would resolve it knows nobody waits.
+            cancel = getattr(pending, "cancel", None)
+            if cancel is not None:
+                cancel()
             self._reply(req, index, self._failed(req, RuntimeError("abandoned")), None)
         unwinding = list(self._unwinding.values())
         self._unwinding.clear()
