@@ -8,7 +8,8 @@ packets/s, p50 and p99 latency, connector CPU time per packet (from /proc), the 
 CPU (near 100% of its core, the figure measures the harness, not the connector) and the
 connector's peak RSS. Rounds alternate ours and the reference; ratios are medians over rounds.
 Needs ``scripts/setup --dev`` (npm packages) and Linux. Run:
-``.venv/bin/python bench/forwarding_bench.py [--seconds 5] [--rounds 2]``.
+``.venv/bin/python bench/forwarding_bench.py [--seconds 5] [--rounds 2]
+[--stores memory,sqlite,postgresql]``.
 """
 
 from __future__ import annotations
@@ -73,13 +74,47 @@ def pinned(core: int) -> list[str]:
     )
 
 
-def start_ours(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
+class Stores:
+    """Where our balances live in a measurement: a store URL per kind, a fresh one each time
+    (a throwaway PostgreSQL server on loopback, started on first use)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.cluster: Any = None
+        self.count = 0
+
+    def url(self, kind: str) -> str:
+        self.count += 1
+        if kind == "memory":
+            return "memory://"
+        if kind == "sqlite":
+            return f"sqlite:///{self.tmp / f'bench{self.count}.sqlite3'}"
+        if self.cluster is None:
+            sys.path.insert(0, str(ROOT))
+            from tests.postgres_cluster import PostgresCluster, server_binaries
+
+            binaries = server_binaries()
+            if binaries is None:
+                raise SystemExit("--stores postgresql needs PostgreSQL's initdb and pg_ctl")
+            self.cluster = PostgresCluster(binaries).start()
+        return str(self.cluster.create_database(f"bench{self.count}"))
+
+    def close(self) -> None:
+        if self.cluster is not None:
+            self.cluster.stop()
+
+
+def start_ours(tmp: Path, store_url: str) -> tuple[subprocess.Popen[bytes], str, str, str]:
     port = free_port()
     config = tmp / "ours.yaml"
+    # Limits far above what a run sends, so that every packet takes the limit checks (and, on a
+    # shared store, the credit leases) without ever being refused.
     config.write_text(
         "node_id: bench\nilp_address: test.bench\n"
         f"btp_server: {{host: 127.0.0.1, port: {port}}}\n"
-        "peers:\n  - {id: sender, relation: child}\n  - {id: receiver, relation: child}\n"
+        "peers:\n"
+        "  - {id: sender, relation: child, balance: {maximum: 1000000000000000000}}\n"
+        "  - {id: receiver, relation: child, balance: {minimum: -1000000000000000000}}\n"
     )
     env = {
         **os.environ,
@@ -87,8 +122,7 @@ def start_ours(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
         "BTP_PEER_RECEIVER_SECRET": "r",
         "LOG_LEVEL": "info",
         "LOG_FORMAT": "json",
-        # Balances in memory unless asked (e.g. CONNECTOR_STORE_URL=sqlite:////tmp/b.sqlite3).
-        "CONNECTOR_STORE_URL": os.environ.get("CONNECTOR_STORE_URL", "memory://"),
+        "CONNECTOR_STORE_URL": store_url,
     }
     proc = subprocess.Popen(
         [*pinned(0), sys.executable, "-m", "connector", "--config", str(config)],
@@ -105,7 +139,7 @@ def start_ours(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
     )
 
 
-def start_reference(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
+def start_reference(tmp: Path, store_url: str) -> tuple[subprocess.Popen[bytes], str, str, str]:
     sender_port, receiver_port = free_port(), free_port()
     account = {"relation": "child", "plugin": "ilp-plugin-btp", "assetCode": "USD", "assetScale": 9}
     env = {
@@ -148,9 +182,9 @@ def start_reference(tmp: Path) -> tuple[subprocess.Popen[bytes], str, str, str]:
 
 
 def measure(
-    name: str, start: Any, args: argparse.Namespace, tmp: Path, round_no: int
+    name: str, start: Any, args: argparse.Namespace, tmp: Path, round_no: int, store_url: str
 ) -> list[dict[str, Any]]:
-    proc, sender, receiver, destination = start(tmp)
+    proc, sender, receiver, destination = start(tmp, store_url)
     rows = []
     try:
         harness = subprocess.Popen(
@@ -217,14 +251,26 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--levels", default="1,10,100")
     parser.add_argument("--rounds", type=int, default=2, help="ours, then the reference, N times")
+    parser.add_argument(
+        "--stores",
+        default="memory",
+        help="where our balances live, one measurement each per round: memory, sqlite, "
+        "postgresql (a throwaway server on loopback, not pinned)",
+    )
     args = parser.parse_args()
+    stores_asked = args.stores.split(",")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for round_no in range(args.rounds):
-            # Alternating, so drift on a shared machine hits both connectors alike.
-            order = [("ours", start_ours), (REFERENCE, start_reference)]
-            for name, start in order if round_no % 2 == 0 else order[::-1]:
-                rows += measure(name, start, args, Path(tmp), round_no)
+        stores = Stores(Path(tmp))
+        try:
+            for round_no in range(args.rounds):
+                # Alternating, so drift on a shared machine hits every connector alike.
+                order = [(ours(kind), start_ours, kind) for kind in stores_asked]
+                order.append((REFERENCE, start_reference, "memory"))
+                for name, start, kind in order if round_no % 2 == 0 else order[::-1]:
+                    rows += measure(name, start, args, Path(tmp), round_no, stores.url(kind))
+        finally:
+            stores.close()
     print(
         f"one hop, BTP both sides, connector on core 0, harness on core 1, {args.seconds:g} s "
         f"per level after {args.warmup:g} s of warm-up, {args.rounds} alternating rounds; "
@@ -244,25 +290,46 @@ def main() -> None:
             f"{row['peakRssMiB']:.0f} |"
         )
     print(
-        "\n| in flight | throughput ours/ref | p99 ours/ref | CPU/packet ours/ref "
+        "\n| store, in flight | throughput ours/ref | p99 ours/ref | CPU/packet ours/ref "
         "| peak RSS ours/ref |  (medians over rounds of the per-round ratios)"
     )
     print("|---|---|---|---|---|")
-    for level in [int(x) for x in args.levels.split(",")]:
-        ratios: dict[str, list[float]] = {"tp": [], "p99": [], "cpu": [], "rss": []}
-        for round_no in range(args.rounds):
-            (o,) = [r for r in rows if r["connector"] == "ours" and r["round"] == round_no
-                    and r["inFlight"] == level]  # fmt: skip
-            (r,) = [r for r in rows if r["connector"] == REFERENCE and r["round"] == round_no
-                    and r["inFlight"] == level]  # fmt: skip
-            ratios["tp"].append(o["packetsPerSecond"] / r["packetsPerSecond"])
-            ratios["p99"].append(o["p99"] / r["p99"])
-            ratios["cpu"].append(o["cpuPerPacketUs"] / r["cpuPerPacketUs"])
-            ratios["rss"].append(o["peakRssMiB"] / r["peakRssMiB"])
-        print(
-            f"| {level} | {median(ratios['tp']):.2f} | {median(ratios['p99']):.2f} | "
-            f"{median(ratios['cpu']):.2f} | {median(ratios['rss']):.2f} |"
-        )
+    for kind in stores_asked:
+        for level in [int(x) for x in args.levels.split(",")]:
+            compare(rows, ours(kind), REFERENCE, level, args.rounds, f"{kind}, {level}")
+    if "memory" in stores_asked and len(stores_asked) > 1:
+        print("\n| store, in flight | throughput / in memory | p99 / in memory "
+              "| CPU/packet / in memory | peak RSS / in memory |")  # fmt: skip
+        print("|---|---|---|---|---|")
+        for kind in stores_asked:
+            if kind != "memory":
+                for level in [int(x) for x in args.levels.split(",")]:
+                    compare(rows, ours(kind), ours("memory"), level, args.rounds,
+                            f"{kind}, {level}")  # fmt: skip
+
+
+def ours(kind: str) -> str:
+    return "ours" if kind == "memory" else f"ours ({kind})"
+
+
+def compare(
+    rows: list[dict[str, Any]], a: str, b: str, level: int, rounds: int, label: str
+) -> None:
+    """One row of ratios a/b: medians over rounds of the per-round ratios."""
+    ratios: dict[str, list[float]] = {"tp": [], "p99": [], "cpu": [], "rss": []}
+    for round_no in range(rounds):
+        (o,) = [r for r in rows if r["connector"] == a and r["round"] == round_no
+                and r["inFlight"] == level]  # fmt: skip
+        (r,) = [r for r in rows if r["connector"] == b and r["round"] == round_no
+                and r["inFlight"] == level]  # fmt: skip
+        ratios["tp"].append(o["packetsPerSecond"] / r["packetsPerSecond"])
+        ratios["p99"].append(o["p99"] / r["p99"])
+        ratios["cpu"].append(o["cpuPerPacketUs"] / r["cpuPerPacketUs"])
+        ratios["rss"].append(o["peakRssMiB"] / r["peakRssMiB"])
+    print(
+        f"| {label} | {median(ratios['tp']):.2f} | {median(ratios['p99']):.2f} | "
+        f"{median(ratios['cpu']):.2f} | {median(ratios['rss']):.2f} |"
+    )
 
 
 if __name__ == "__main__":

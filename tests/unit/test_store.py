@@ -30,6 +30,17 @@ def test_balances_round_trip_beyond_64_bits_and_migrations_run_once(tmp_path: Pa
     again.close()
 
 
+def test_a_second_connector_on_the_same_file_is_refused_until_the_first_is_gone(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "b.sqlite3"
+    first = SqliteStore(path)
+    with pytest.raises(ConfigurationError, match="another connector is using it"):
+        SqliteStore(path)
+    first.close()
+    SqliteStore(path).close()
+
+
 def test_store_urls() -> None:
     assert sqlite_path("memory://") is None
     assert sqlite_path("sqlite:///connector.sqlite3") == Path("connector.sqlite3")

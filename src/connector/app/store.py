@@ -15,11 +15,13 @@ a committed change. Schema versions are applied in order at start-up.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 from connector.app.postgres_store import check_reachable, is_postgres_url, redact
@@ -41,6 +43,7 @@ MIGRATIONS = (
 class SqliteStore:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._lock = _claim(path)
         try:
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -52,6 +55,7 @@ class SqliteStore:
             self._checkpointer: sqlite3.Connection | None = None
             self._migrate()
         except sqlite3.Error as exc:
+            self._lock.close()
             raise ConfigurationError(f"store {path}: {exc}") from None
 
     def _migrate(self) -> None:
@@ -95,6 +99,25 @@ class SqliteStore:
             self._checkpointer.close()
         self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         self._db.close()
+        self._lock.close()
+
+
+def _claim(path: Path) -> IO[bytes]:
+    """This process's exclusive claim on the store: balances are written as absolute values,
+    so a second connector writing the same file would overwrite the first one's commits."""
+    try:
+        lock = open(f"{path}.lock", "ab")  # noqa: SIM115 - held until close()
+    except OSError as exc:
+        raise ConfigurationError(f"store {path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise ConfigurationError(
+            f"store {path}: another connector is using it (one process per SQLite file; "
+            "for several instances sharing accounts use postgresql://)"
+        ) from None
+    return lock
 
 
 class GroupCommit:
