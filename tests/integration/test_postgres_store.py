@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from connector.app.check_config import check
 from connector.app.container import build_ledger
 from connector.app.main import close_store, open_store
 from connector.app.postgres_store import MIGRATIONS, PostgresStore, redact
@@ -216,3 +218,38 @@ def test_check_config_reports_an_unreachable_database_and_never_its_password() -
 
 def test_check_config_accepts_a_reachable_database(postgres_url: str) -> None:
     assert store_problem(postgres_url) is None
+
+
+def test_check_config_shows_the_shared_store_and_this_instance(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"store: {{url: '{postgres_url}', instance: east-1}}\n")
+    ok, lines = check(path, {})
+    assert ok, lines
+    assert f"store: {postgres_url}  (shared; this instance: east-1)" in lines
+    secret_url = postgres_url.replace("postgres@", "postgres:hunter2@").replace(
+        "127.0.0.1:",
+        "127.0.0.1:1",  # nothing listens there
+    )
+    ok, lines = check(path, {"CONNECTOR_STORE_URL": secret_url, "CONNECTOR_STORE_INSTANCE": "w"})
+    assert not ok
+    assert "hunter2" not in "\n".join(lines)
+    assert "(shared; this instance: w)" in "\n".join(lines)
+
+
+async def test_an_operators_correction_reaches_every_instance(postgres_url: str) -> None:
+    async with instance(postgres_url, "a") as a, instance(postgres_url, "b") as b:
+        pending = a.set_balance("alice", 700)
+        assert pending is not None
+        await pending
+        await asyncio.sleep(0)
+        assert a.position("alice").balance == 700
+        b.renew_leases()  # b sees it at its next renewal (every second)
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+            if b.position("alice").balance == 700:
+                break
+        assert b.position("alice").balance == 700
+        assert await hold(b, ALICE, 300)  # the credit left is what the correction left
+        assert not await hold(b, ALICE, 10)

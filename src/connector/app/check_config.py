@@ -14,7 +14,7 @@ from pathlib import Path
 
 from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
 from connector.app.config import ConnectorConfig, load_config
-from connector.app.postgres_store import redact
+from connector.app.postgres_store import default_instance, is_postgres_url, redact
 from connector.app.store import store_problem
 from connector.domain.errors import ConfigurationError
 
@@ -38,6 +38,7 @@ def check(path: Path, environ: Mapping[str, str] | None = None) -> tuple[bool, l
         lines,
         env.get("CONNECTOR_STORE_URL") or None,
         bool(env.get("CONNECTOR_ADMIN_TOKEN")),
+        env.get("CONNECTOR_STORE_INSTANCE") or None,
     )
     for problem in problems:
         lines.append(f"  error: {problem}")
@@ -52,6 +53,7 @@ def _report(
     lines: list[str],
     environ_store: str | None = None,
     admin_token: bool = False,
+    environ_instance: str | None = None,
 ) -> list[str]:
     problems = []
     lines.append(
@@ -59,7 +61,12 @@ def _report(
         f"listen: {config.btp_server.host}:{config.btp_server.port}  "
         f"asset: {config.asset.code}/{config.asset.scale}"
     )
-    lines.append(f"store: {redact(environ_store or config.store.url)}")
+    store_url = environ_store or config.store.url
+    shared = ""
+    if is_postgres_url(store_url):
+        name = environ_instance or config.store.instance or default_instance()
+        shared = f"  (shared; this instance: {name})"
+    lines.append(f"store: {redact(store_url)}{shared}")
     lines.append(
         f"admin: {config.admin.host}:{config.admin.port}, "
         f"CONNECTOR_ADMIN_TOKEN: {'set' if admin_token else 'not set (the admin API stays off)'}"

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -157,15 +157,14 @@ def is_postgres_url(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, for logs and ``--check-config``."""
+    """``url`` without its password, for logs and ``--check-config`` (whatever else is wrong
+    with it)."""
     if not is_postgres_url(url):
         return url
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return _PASSWORD.sub(r"\1***@", url)
+
+
+_PASSWORD = re.compile(r"^([a-z]+://[^/@:]*:)[^/@]*@")
 
 
 def default_instance() -> str:
@@ -176,7 +175,13 @@ async def check_reachable(url: str, wait: float = 5.0) -> str | None:
     """Why ``url`` cannot be used (for ``--check-config``), without changing anything."""
     try:
         conn = await asyncpg.connect(url, timeout=wait)
-    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+    except (
+        ValueError,
+        OSError,
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        TimeoutError,
+    ) as exc:
         return f"store {redact(url)}: {_reason(exc)}"
     await conn.close()
     return None
@@ -252,7 +257,13 @@ class PostgresStore:
             rows = await conn.fetch("SELECT account, balance FROM balances")
         except ConfigurationError:
             raise
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+        except (
+            ValueError,
+            OSError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            TimeoutError,
+        ) as exc:
             raise ConfigurationError(f"store {redact(self._url)}: {_reason(exc)}") from None
         self._conn = conn
         self._wake = asyncio.Event()
@@ -363,6 +374,7 @@ class PostgresStore:
                 error = exc
                 continue
             except (
+                ValueError,
                 OSError,
                 asyncpg.PostgresError,
                 asyncpg.InterfaceError,

@@ -205,6 +205,10 @@ class GroupCommit:
 def store_problem(url: str) -> str | None:
     """Why the store at ``url`` cannot be used, without creating or changing anything; None
     when it can (for ``--check-config``)."""
+    try:
+        check_store_url(url)
+    except ConfigurationError as exc:
+        return str(exc)
     if is_postgres_url(url):
         return asyncio.run(check_reachable(url))
     try:
@@ -245,7 +249,12 @@ STORE_URLS = "use memory://, sqlite:///PATH or postgresql://USER@HOST[:PORT]/DAT
 def check_store_url(url: str) -> None:
     """Raises ConfigurationError unless ``url`` names a kind of store this connector has."""
     if is_postgres_url(url):
-        if not urlsplit(url).hostname:
+        try:
+            parts = urlsplit(url)
+            valid = bool(parts.hostname) and parts.port != 0
+        except ValueError:  # a port that is not one
+            valid = False
+        if not valid:
             raise ConfigurationError(f"store.url {redact(url)!r}: {STORE_URLS}")
         return
     sqlite_path(url)
