@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -109,3 +112,40 @@ async def test_a_killed_instance_loses_no_fulfill_and_its_restart_gives_its_cred
             replies = await send(b.port, 70, 10)  # the 700 left, all through b
             assert all(isinstance(r, Fulfill) for r in replies)
         assert await balance(postgres_url, "alice") == 1000
+
+
+async def test_a_database_that_cannot_be_reached_stops_start_up_without_showing_the_password(
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(CONFIG)
+    url = "postgresql://connector:hunter2@127.0.0.1:1/connector"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "connector",
+        env={**os.environ, "CONNECTOR_CONFIG": str(config), "CONNECTOR_STORE_URL": url,
+             "BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b", "LOG_FORMAT": "json",
+             "BTP_SERVER_PORT": "0"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(GUARD):
+        out, err = await proc.communicate()
+    assert proc.returncode == 1
+    text = (out + err).decode()
+    assert "connector_failed" in text
+    assert "127.0.0.1" in text
+    assert "hunter2" not in text
+
+
+async def test_a_graceful_stop_gives_the_credit_back_at_once(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    async with instance(tmp_path, postgres_url, "a") as (a, _):
+        assert all(isinstance(r, Fulfill) for r in await send(a.port, 5, 10))
+        conn = await asyncpg.connect(postgres_url)
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM leases WHERE instance = 'a'") == 1
+            a.signal(signal.SIGTERM)
+            assert await a.wait() == 0
+            assert await conn.fetchval("SELECT count(*) FROM leases") == 0
+        finally:
+            await conn.close()
