@@ -136,7 +136,11 @@ class Leases:
         if self._clock() + self._window > p.lease_until:
             lease = 0  # expired here: whatever the store still has, ask as if for all of it
         need = max(held + sum(amounts) - lease, 0)
-        want = need + max(lease, need)  # grows geometrically while a peer keeps sending
+        # Room for what comes next: about as much as the peer used since the last renewal (a
+        # second's worth), or doubling while it keeps sending faster. Commits consume a lease,
+        # so its size alone would shrink to a round trip every packet or two.
+        recent = p.used_in if incoming else p.used_out
+        want = need + max(lease, recent, need)
         limit = account.balance_maximum if incoming else account.balance_minimum
         assert limit is not None
         self._asking.add(key)
