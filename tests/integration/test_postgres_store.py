@@ -253,3 +253,21 @@ async def test_an_operators_correction_reaches_every_instance(postgres_url: str)
         assert b.position("alice").balance == 700
         assert await hold(b, ALICE, 300)  # the credit left is what the correction left
         assert not await hold(b, ALICE, 10)
+
+
+async def test_a_renewal_queued_behind_a_grant_never_takes_that_grant_back(
+    postgres_url: str,
+) -> None:
+    async with instance(postgres_url, "a") as a:
+        assert await hold(a, ALICE, 10)
+        p = a.position("alice")
+        while p.incoming < p.lease_in:  # use the whole lease
+            assert a.hold_incoming(ALICE, 10, refuse) is True
+        waiting = a.hold_incoming(ALICE, 10, refuse)  # a grant is asked for ...
+        assert not isinstance(waiting, bool)
+        a.renew_leases()  # ... and a renewal queued right behind it
+        assert await waiting is None
+        await asyncio.sleep(0.2)
+        rows = await table(postgres_url, "SELECT incoming FROM leases WHERE instance = 'a'")
+        assert int(rows[0]["incoming"]) >= p.incoming  # the store covers every hold
+        assert p.lease_in == int(rows[0]["incoming"])  # and the mirror is exact

@@ -67,6 +67,14 @@ class CreditSource(Protocol):
         ...
 
 
+#: A renewal target that shrinks nothing (above any lease: leases are sums of u64 amounts).
+KEEP = 2**127
+
+#: Grants in a row that served no waiting packet without the store saying it ran out: then the
+#: packets are refused rather than asking for ever.
+_MAX_FRUITLESS = 3
+
+
 class StoreUnavailable(Exception):
     """The shared store could not be asked: the packet gets T00, nothing is held."""
 
@@ -91,6 +99,7 @@ class Leases:
         self._window = hold_window
         self._waiting: dict[tuple[str, bool], deque[tuple[Any, Account, int, Refusal]]] = {}
         self._asking: set[tuple[str, bool]] = set()
+        self._fruitless: dict[tuple[str, bool], int] = {}
         self._renewing = False
 
     def take(self, p: Position, incoming: bool, amount: int) -> bool:
@@ -176,10 +185,20 @@ class Leases:
             served = True
         if not queue:
             del self._waiting[key]
-        elif exhausted or not served:
+            self._fruitless.pop(key, None)
+        elif exhausted:
+            self._fruitless.pop(key, None)
             self._refuse(key, p)
         else:
-            self._ask(key, p)  # more packets arrived meanwhile
+            # Packets that arrived meanwhile, or a grant smaller than asked (a renewal that ran
+            # first shrank the lease it was computed from): ask again, a few times at most.
+            fruitless = 0 if served else self._fruitless.get(key, 0) + 1
+            if fruitless >= _MAX_FRUITLESS:
+                self._fruitless.pop(key, None)
+                self._refuse(key, p)
+            else:
+                self._fruitless[key] = fruitless
+                self._ask(key, p)
 
     def _refuse(self, key: tuple[str, bool], p: Position) -> None:
         for future, account, _, refuse in self._waiting.pop(key, ()):
@@ -205,6 +224,12 @@ class Leases:
             if p.lease_in or p.lease_out:
                 keep_in = p.incoming + min(max(p.lease_in - p.incoming, 0), p.used_in)
                 keep_out = p.outgoing + min(max(p.lease_out - p.outgoing, 0), p.used_out)
+                # A grant still on its way is not in these figures: shrinking to them would
+                # take back credit that waiting packets are about to hold. Keep it whole.
+                if (account_id, True) in self._asking:
+                    keep_in = KEEP
+                if (account_id, False) in self._asking:
+                    keep_out = KEEP
                 targets.append((account_id, keep_in, keep_out))
             p.used_in = p.used_out = 0
         self._renewing = True
@@ -213,9 +238,10 @@ class Leases:
         except Exception:
             self._renewing = False
             raise
-        pending.add_done_callback(partial(self._renewed, ledger, self._clock()))
+        renewed = {account_id for account_id, _, _ in targets}
+        pending.add_done_callback(partial(self._renewed, ledger, renewed, self._clock()))
 
-    def _renewed(self, ledger: Positions, sent_at: float, done: Any) -> None:
+    def _renewed(self, ledger: Positions, renewed: set[str], sent_at: float, done: Any) -> None:
         self._renewing = False
         if done.cancelled() or done.exception() is not None:
             return  # the leases run out by themselves; the next renewal tries again
@@ -223,5 +249,7 @@ class Leases:
             p = ledger.position(account_id)
             p.balance = balance
             p.lease_in, p.lease_out = lease_in, lease_out
-            if lease_in or lease_out:
+            if account_id in renewed and (lease_in or lease_out):
+                # Only what this renewal extended: a lease granted meanwhile keeps the end its
+                # grant gave it.
                 p.lease_until = sent_at + self.ttl
