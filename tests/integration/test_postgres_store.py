@@ -28,8 +28,17 @@ BOB = Account.of("bob", Relation.PEER, balance_minimum=-500)
 ACCOUNTS = Accounts("test.me", [ALICE, BOB])
 
 
-def refuse(account: Account) -> Reject:
-    return Reject(IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY, "test.me", "over the limit")
+class Refuse:
+    """A claimant that notes nothing and refuses with T04."""
+
+    def held(self, token: object, amount: int) -> None:
+        pass
+
+    def refusal(self, account: Account) -> Reject:
+        return Reject(IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY, "test.me", "over the limit")
+
+
+refuse = Refuse()
 
 
 @contextlib.asynccontextmanager
@@ -213,6 +222,14 @@ def test_check_config_reports_an_unreachable_database_and_never_its_password() -
     assert "hunter2" not in problem
     assert "127.0.0.1" in problem
     assert redact(url) == "postgresql://connector:***@127.0.0.1:1/connector"
+    for leaky in (
+        "postgresql://u:hun/ter2@h/db",
+        "postgresql://u:a@hunter2@h/db",
+        "postgresql://h/db?sslmode=require&password=hunter2",
+        "postgres://u@h/db?sslpassword=hunter2",
+    ):
+        assert "hunter2" not in redact(leaky), leaky
+        assert "hunter2" not in (store_problem(leaky) or ""), leaky
     assert "hunter2" not in repr(PostgresStore(url, "a", [], 60.0))
 
 
@@ -271,3 +288,53 @@ async def test_a_renewal_queued_behind_a_grant_never_takes_that_grant_back(
         rows = await table(postgres_url, "SELECT incoming FROM leases WHERE instance = 'a'")
         assert int(rows[0]["incoming"]) >= p.incoming  # the store covers every hold
         assert p.lease_in == int(rows[0]["incoming"])  # and the mirror is exact
+
+
+async def test_a_row_someone_keeps_locked_fails_the_commit_instead_of_hanging(
+    postgres_url: str,
+) -> None:
+    async with instance(postgres_url, "a") as a:
+        store = a.committer
+        assert isinstance(store, PostgresStore)
+        store._statement_timeout = 1.0
+        await store._drop()  # the next statement reconnects with the short timeouts
+        assert await hold(a, ALICE, 10)
+        operator = await asyncpg.connect(postgres_url)
+        try:
+            tx = operator.transaction()
+            await tx.start()
+            await operator.execute("SELECT * FROM balances WHERE account = 'alice' FOR UPDATE")
+            pending = a.fulfilled(("alice", 10), None)
+            assert pending is not None
+            async with asyncio.timeout(5):
+                with pytest.raises(ConnectionError):
+                    await pending
+            await tx.rollback()
+        finally:
+            await operator.close()
+        await asyncio.sleep(0)
+        assert a.position("alice").balance == 0  # answered T00, nothing changed
+        assert await hold(a, ALICE, 10)  # and the store goes on
+
+
+async def test_a_session_of_ours_the_server_still_thinks_alive_is_ended_on_reconnect(
+    postgres_url: str,
+) -> None:
+    async with instance(postgres_url, "a") as a:
+        store = a.committer
+        assert isinstance(store, PostgresStore)
+        # A stand-in for our previous session, cut off without the server noticing: it still
+        # holds the instance's name.
+        old = store._conn
+        assert old is not None
+        store._conn = None  # lost, as far as the store knows
+        assert await hold(a, ALICE, 10)  # reconnects: ends the old session, claims the name
+        assert old.is_closed() or await _ended(old)
+
+
+async def _ended(conn: asyncpg.Connection) -> bool:
+    try:
+        await conn.fetchval("SELECT 1")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return True
+    return False

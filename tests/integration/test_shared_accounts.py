@@ -27,7 +27,7 @@ node_id: shared
 ilp_address: test.shared
 peers:
   - {id: alice, relation: child, balance: {maximum: 1000}}
-  - {id: bob, relation: child}
+  - {id: bob, relation: child, balance: {minimum: -5000}}
 """
 
 
@@ -143,7 +143,7 @@ async def test_a_graceful_stop_gives_the_credit_back_at_once(
         assert all(isinstance(r, Fulfill) for r in await send(a.port, 5, 10))
         conn = await asyncpg.connect(postgres_url)
         try:
-            assert await conn.fetchval("SELECT count(*) FROM leases WHERE instance = 'a'") == 1
+            assert await conn.fetchval("SELECT count(*) FROM leases WHERE instance = 'a'") == 2
             a.signal(signal.SIGTERM)
             assert await a.wait() == 0
             assert await conn.fetchval("SELECT count(*) FROM leases") == 0

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar
 
+import pytest
+
 from connector.domain.accounts import Account, Relation
 from connector.domain.credit import Leases, StoreUnavailable
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject
@@ -17,8 +19,17 @@ from tests.unit.test_pipeline import RecordingOrigin, no_spawn
 ALICE = Account.of("alice", Relation.CHILD, balance_maximum=1000)
 
 
-def refuse(account: Account) -> Reject:
-    return Reject(IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY, "test.me", "no")
+class Refuse:
+    """A claimant that notes nothing and refuses with T04."""
+
+    def held(self, token: object, amount: int) -> None:
+        pass
+
+    def refusal(self, account: Account) -> Reject:
+        return Reject(IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY, "test.me", "no")
+
+
+refuse = Refuse()
 
 
 class FakeStore:
@@ -208,3 +219,62 @@ async def test_a_prepare_served_after_waiting_goes_on_down_the_pipeline() -> Non
     await settle()
     assert [type(reply) for reply in origin.replies] == [Fulfill]
     assert ledger.position("alice").balance == 10
+
+
+async def test_a_renewal_shrinks_the_lease_here_before_the_store_answers() -> None:
+    store, clock = FakeStore(1000), Clock()
+    ledger = ledger_with(store, clock)
+    waiting = ledger.hold_incoming(ALICE, 60, refuse)
+    store.grant()
+    await settle()
+    assert waiting.result() is None
+    p = ledger.position("alice")
+    p.used_in = 0  # a quiet second: the renewal gives back all but the holds
+    assert p.lease_in > 60
+    ledger.renew_leases()
+    # Before the store has answered, a Prepare must already fit in what it will have left.
+    assert ledger.hold_incoming(ALICE, 30, refuse) is not True
+    await settle()
+    assert p.incoming <= p.lease_in == store.lease
+
+
+async def test_a_hold_taken_just_before_shutdown_is_released_by_its_own_step() -> None:
+    store, clock = FakeStore(1000), Clock()
+    ledger = ledger_with(store, clock)
+    pipeline = Pipeline([IncomingBalance(ledger, "test.me"), Fulfills()], "test.me", no_spawn)
+    origin = RecordingOrigin()
+    pipeline.handle(origin, 1, ALICE, make_prepare(amount=10), None)
+    store.grant()
+    await asyncio.sleep(0)  # the grant is in: the hold is taken, the pipeline not told yet
+    assert ledger.position("alice").incoming == 10
+    assert pipeline.abandon() == 1
+    assert [reply.code for reply in origin.replies] == ["T00"]  # type: ignore[union-attr]
+    assert ledger.position("alice").incoming == 0
+
+
+async def test_a_failed_commit_counts_the_credit_it_may_have_used_as_gone() -> None:
+    class Failing:
+        def commit(self, deltas: list[tuple[str, int]]) -> asyncio.Future[None]:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future.set_exception(ConnectionError("lost mid-commit"))
+            return future
+
+        def set(self, account_id: str, balance: int) -> None:
+            return None
+
+    store, clock = FakeStore(1000), Clock()
+    ledger = ledger_with(store, clock)
+    waiting = ledger.hold_incoming(ALICE, 10, refuse)
+    store.grant()
+    await settle()
+    assert waiting.result() is None
+    lease = ledger.position("alice").lease_in
+    ledger.committer = Failing()
+    pending = ledger.fulfilled(("alice", 10), None)
+    assert pending is not None
+    with pytest.raises(ConnectionError):
+        await pending
+    await settle()
+    p = ledger.position("alice")
+    # The store may have applied it: the credit is not used again before a renewal says so.
+    assert (p.balance, p.incoming, p.lease_in) == (0, 0, lease - 10)

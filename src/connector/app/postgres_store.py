@@ -78,14 +78,18 @@ MIGRATIONS: tuple[str, ...] = (
         v_mine NUMERIC;
         v_free NUMERIC;
         v_grant NUMERIC;
+        v_now TIMESTAMPTZ;
     BEGIN
         INSERT INTO balances (account) VALUES (p_account) ON CONFLICT DO NOTHING;
         SELECT balance INTO v_balance FROM balances WHERE account = p_account FOR UPDATE;
+        -- The time once the lock is ours (now() is when the statement began, before any wait):
+        -- whoever held the lock before judged expiry no later than this.
+        v_now := clock_timestamp();
         SELECT coalesce(sum(CASE WHEN p_incoming THEN incoming ELSE outgoing END), 0)
             INTO v_others FROM leases
-            WHERE account = p_account AND instance <> p_instance AND expires_at > now();
+            WHERE account = p_account AND instance <> p_instance AND expires_at > v_now;
         SELECT incoming, outgoing INTO v_in, v_out FROM leases
-            WHERE account = p_account AND instance = p_instance AND expires_at > now();
+            WHERE account = p_account AND instance = p_instance AND expires_at > v_now;
         v_in := coalesce(v_in, 0);
         v_out := coalesce(v_out, 0);
         v_mine := CASE WHEN p_incoming THEN v_in ELSE v_out END;
@@ -102,7 +106,7 @@ MIGRATIONS: tuple[str, ...] = (
         IF p_incoming THEN v_in := v_in + v_grant; ELSE v_out := v_out + v_grant; END IF;
         INSERT INTO leases AS l (account, instance, incoming, outgoing, expires_at)
             VALUES (p_account, p_instance, v_in, v_out,
-                    now() + p_ttl_ms * interval '1 millisecond')
+                    v_now + p_ttl_ms * interval '1 millisecond')
             ON CONFLICT (account, instance) DO UPDATE SET
                 incoming = excluded.incoming, outgoing = excluded.outgoing,
                 expires_at = excluded.expires_at;
@@ -125,17 +129,23 @@ MIGRATIONS: tuple[str, ...] = (
     END $$;
 
     -- Shrink this instance's leases to what it still needs and renew them; an expired lease is
-    -- never revived (its credit may have gone to another instance). Answers every balance.
+    -- never revived (its credit may have gone to another instance: the account rows are locked,
+    -- as a grant locks them, before expiry is judged). Answers every balance.
     CREATE FUNCTION connector_renew(
         p_instance TEXT, p_accounts TEXT[], p_in NUMERIC[], p_out NUMERIC[], p_ttl_ms INTEGER
     ) RETURNS TABLE (r_account TEXT, r_balance NUMERIC, r_in NUMERIC, r_out NUMERIC)
     LANGUAGE plpgsql AS $$
+    DECLARE
+        v_now TIMESTAMPTZ;
     BEGIN
+        PERFORM 1 FROM balances WHERE account = ANY (p_accounts)
+            ORDER BY account COLLATE "C" FOR UPDATE;
+        v_now := clock_timestamp();
         UPDATE leases AS l SET
-            incoming = CASE WHEN l.expires_at > now() THEN least(l.incoming, d.i) ELSE 0 END,
-            outgoing = CASE WHEN l.expires_at > now() THEN least(l.outgoing, d.o) ELSE 0 END,
-            expires_at = CASE WHEN l.expires_at > now()
-                              THEN now() + p_ttl_ms * interval '1 millisecond'
+            incoming = CASE WHEN l.expires_at > v_now THEN least(l.incoming, d.i) ELSE 0 END,
+            outgoing = CASE WHEN l.expires_at > v_now THEN least(l.outgoing, d.o) ELSE 0 END,
+            expires_at = CASE WHEN l.expires_at > v_now
+                              THEN v_now + p_ttl_ms * interval '1 millisecond'
                               ELSE l.expires_at END
             FROM unnest(p_accounts, p_in, p_out) AS d (a, i, o)
             WHERE l.account = d.a AND l.instance = p_instance;
@@ -143,10 +153,13 @@ MIGRATIONS: tuple[str, ...] = (
             WHERE l.instance = p_instance AND l.incoming = 0 AND l.outgoing = 0;
         RETURN QUERY SELECT b.account, b.balance, coalesce(l.incoming, 0), coalesce(l.outgoing, 0)
             FROM balances AS b LEFT JOIN leases AS l
-            ON l.account = b.account AND l.instance = p_instance AND l.expires_at > now();
+            ON l.account = b.account AND l.instance = p_instance AND l.expires_at > v_now;
     END $$;
     """,
 )
+
+#: Seconds a statement may take before it fails (and a lock wait, half of it).
+STATEMENT_TIMEOUT = 10.0
 
 #: Retried at once: PostgreSQL aborted the statement, nothing of it was applied.
 _RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
@@ -157,14 +170,23 @@ def is_postgres_url(url: str) -> bool:
 
 
 def redact(url: str) -> str:
-    """``url`` without its password, for logs and ``--check-config`` (whatever else is wrong
-    with it)."""
+    """``url`` without its password, for logs and ``--check-config``: the user-info's (up to
+    the last ``@`` before the query, so a raw ``/`` or ``@`` in it hides nothing) and any
+    ``password=`` or ``sslpassword=`` parameter."""
     if not is_postgres_url(url):
         return url
-    return _PASSWORD.sub(r"\1***@", url)
+    scheme, _, rest = url.partition("://")
+    address, question, query = rest.partition("?")
+    at = address.rfind("@")
+    if at >= 0:
+        user, colon, _ = address[:at].partition(":")
+        address = f"{user}:***{address[at:]}" if colon else address
+    if question:
+        query = _PASSWORD_PARAMETER.sub(r"\1=***", query)
+    return f"{scheme}://{address}{question}{query}"
 
 
-_PASSWORD = re.compile(r"^([a-z]+://[^/@:]*:)[^/@]*@")
+_PASSWORD_PARAMETER = re.compile(r"(?i)\b(password|sslpassword)=[^&]*")
 
 
 def default_instance() -> str:
@@ -212,6 +234,7 @@ class PostgresStore:
         lease_ttl: float,
         log: LogSink | None = None,
         connect_timeout: float = 10.0,
+        statement_timeout: float = STATEMENT_TIMEOUT,
     ) -> None:
         self._url = url
         self.instance = instance
@@ -219,6 +242,7 @@ class PostgresStore:
         self._ttl_ms = round(lease_ttl * 1000)
         self._log = log or NullSink()
         self._timeout = connect_timeout
+        self._statement_timeout = statement_timeout
         self._conn: asyncpg.Connection | None = None
         self._ops: list[_Op] = []
         self._wake: asyncio.Event | None = None
@@ -229,6 +253,8 @@ class PostgresStore:
         self.ticker: Callable[[], None] | None = None
         self.renew_every = 1.0
         self._timer: asyncio.TimerHandle | None = None
+        self._backend: int | None = None  # our session's server process, once connected
+        self._inflight: list[_Op] = []
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self._url)!r}, instance={self.instance!r})"
@@ -238,6 +264,7 @@ class PostgresStore:
     async def open(self) -> dict[str, int]:
         """Connect, claim the instance name, migrate, release this name's leases, and answer
         the committed balances. Raises ConfigurationError when any of it fails."""
+        conn: asyncpg.Connection | None = None
         try:
             conn = await self._connect()
             await self._migrate(conn)
@@ -255,15 +282,11 @@ class PostgresStore:
                     self.instance,
                 )
             rows = await conn.fetch("SELECT account, balance FROM balances")
-        except ConfigurationError:
-            raise
-        except (
-            ValueError,
-            OSError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            TimeoutError,
-        ) as exc:
+        except Exception as exc:
+            if conn is not None:
+                conn.terminate()
+            if isinstance(exc, ConfigurationError):
+                raise
             raise ConfigurationError(f"store {redact(self._url)}: {_reason(exc)}") from None
         self._conn = conn
         self._wake = asyncio.Event()
@@ -289,18 +312,46 @@ class PostgresStore:
                 self._log.error("store_failed", store="postgresql", error=type(exc).__name__)
 
     async def _connect(self) -> asyncpg.Connection:
-        conn = await asyncpg.connect(self._url, timeout=self._timeout)
-        claimed = await conn.fetchval(
-            "SELECT pg_try_advisory_lock(hashtext('connector-instance'), hashtext($1))",
-            self.instance,
+        conn = await asyncpg.connect(
+            self._url,
+            timeout=self._timeout,
+            # A statement that hangs (a lost network, a row someone keeps locked) fails after
+            # this long and its packets get T00, instead of holding the store up for ever.
+            command_timeout=self._statement_timeout,
+            server_settings={
+                "lock_timeout": f"{round(self._statement_timeout * 1000) // 2}ms",
+                "application_name": f"connector {self.instance}"[:63],
+            },
         )
+        try:
+            claimed = await self._claim(conn)
+        except BaseException:
+            conn.terminate()
+            raise
         if not claimed:
-            await conn.close()
+            conn.terminate()
             raise ConfigurationError(
                 f"store {redact(self._url)}: another running connector is named "
                 f"{self.instance!r} (set store.instance or CONNECTOR_STORE_INSTANCE)"
             )
+        self._backend = conn.get_server_pid()
         return conn
+
+    async def _claim(self, conn: asyncpg.Connection) -> bool:
+        """The instance name's advisory lock. After a lost connection, the server may not have
+        noticed yet that our previous session is gone: that one we end ourselves."""
+        query = "SELECT pg_try_advisory_lock(hashtext('connector-instance'), hashtext($1))"
+        if await conn.fetchval(query, self.instance):
+            return True
+        if self._backend is None:
+            return False
+        ended = await conn.fetchval(
+            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+            "WHERE pid = $1 AND application_name = $2",
+            self._backend,
+            f"connector {self.instance}"[:63],
+        )
+        return bool(ended) and bool(await conn.fetchval(query, self.instance))
 
     @staticmethod
     async def _migrate(conn: asyncpg.Connection) -> None:
@@ -356,8 +407,16 @@ class PostgresStore:
             self._wake.clear()
             while self._ops:
                 ops, self._ops = self._ops, []
+                self._inflight = ops
                 for group in _groups(ops):
-                    await self._execute(group)
+                    try:
+                        await self._execute(group)
+                    except Exception as exc:  # never a silent end: fail the group, go on
+                        self._log.error(
+                            "store_failed", store="postgresql", error=type(exc).__name__
+                        )
+                        _fail(group, exc)
+                self._inflight = []
             if self._closing:
                 return
 
@@ -387,7 +446,8 @@ class PostgresStore:
                     error=type(exc).__name__,
                     detail=_reason(exc)[:200],
                 )
-                await self._drop()
+                if not isinstance(exc, asyncpg.PostgresError):
+                    await self._drop()  # the connection is in doubt; an SQL error leaves it fine
                 error = exc
                 break
             self.batches += 1
@@ -395,9 +455,7 @@ class PostgresStore:
                 if not op.future.done():
                     op.future.set_result(value)
             return
-        for op in group:
-            if not op.future.done():
-                op.future.set_exception(ConnectionError(f"store: {_reason(error or Exception())}"))
+        _fail(group, error or Exception())
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
@@ -433,8 +491,11 @@ class PostgresStore:
 
     async def _set(self, conn: asyncpg.Connection, group: list[_Op]) -> list[None]:
         async with conn.transaction():
-            for op in group:
-                account, balance = op.args
+            # Rows locked in one order (see the module docstring); the last set of an account
+            # wins, as it would in queue order.
+            final = {op.args[0]: op.args[1] for op in group}
+            for account in sorted(final):
+                balance = final[account]
                 await conn.execute(
                     "INSERT INTO balances (account, balance) VALUES ($1, $2) "
                     "ON CONFLICT (account) DO UPDATE SET balance = excluded.balance",
@@ -493,17 +554,27 @@ class PostgresStore:
         if self._worker is not None and self._wake is not None:
             self._wake.set()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._worker), 10)
-            self._worker.cancel()
-        for op in self._ops:
-            if not op.future.done():
-                op.future.set_exception(ConnectionError("store closed"))
+                await asyncio.wait_for(asyncio.shield(self._worker), self._statement_timeout)
+            if not self._worker.done():
+                self._worker.cancel()
+                with contextlib.suppress(BaseException):
+                    await self._worker
+                await self._drop()  # cancelled mid-statement: the connection is in doubt
+        closed = ConnectionError("store closed")
+        _fail(self._inflight, closed)
+        _fail(self._ops, closed)
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             with contextlib.suppress(Exception):
                 await conn.execute("DELETE FROM leases WHERE instance = $1", self.instance)
             with contextlib.suppress(Exception):
                 await conn.close(timeout=5)
+
+
+def _fail(ops: list[_Op], exc: BaseException) -> None:
+    for op in ops:
+        if not op.future.done():
+            op.future.set_exception(ConnectionError(f"store: {_reason(exc)}"))
 
 
 def _groups(ops: list[_Op]) -> list[list[_Op]]:

@@ -42,9 +42,16 @@ class Positions(Protocol):
 
     def position(self, account_id: str) -> Position: ...
 
+    def find(self, account_id: str) -> Position | None: ...
 
-#: Builds the T04 of a packet refused for its limit (a step's method: nothing per packet).
-Refusal = Callable[["Account"], "Reply"]
+
+class Claimant(Protocol):
+    """Who asked for a hold that had to wait (a balance step): told when it is taken, asked for
+    the T04 when it is refused. ``token`` is what the step passed along (its request)."""
+
+    def held(self, token: Any, amount: int) -> None: ...
+
+    def refusal(self, account: Account) -> Reply: ...
 
 
 class CreditSource(Protocol):
@@ -66,6 +73,9 @@ class CreditSource(Protocol):
         account in the store (balances include other instances' commits)."""
         ...
 
+
+#: A packet waiting for credit: (future, account, amount, claimant, token).
+_Waiter = tuple[Any, "Account", int, Claimant, Any]
 
 #: A renewal target that shrinks nothing (above any lease: leases are sums of u64 amounts).
 KEEP = 2**127
@@ -97,7 +107,7 @@ class Leases:
         self._new_future = new_future
         self.ttl = ttl
         self._window = hold_window
-        self._waiting: dict[tuple[str, bool], deque[tuple[Any, Account, int, Refusal]]] = {}
+        self._waiting: dict[tuple[str, bool], deque[_Waiter]] = {}
         self._asking: set[tuple[str, bool]] = set()
         self._fruitless: dict[tuple[str, bool], int] = {}
         self._renewing = False
@@ -119,23 +129,30 @@ class Leases:
         return True
 
     def wait(
-        self, account: Account, p: Position, incoming: bool, amount: int, refuse: Refusal
+        self,
+        account: Account,
+        p: Position,
+        incoming: bool,
+        amount: int,
+        claimant: Claimant,
+        token: Any = None,
     ) -> Any:
-        """A future that resolves to None once ``amount`` is held, or to the refusal (T04) when
-        the store has no credit left. Cancel it to give up (nothing is held then)."""
+        """A future that resolves to None once ``amount`` is held (``claimant.held`` was called
+        first), or to ``claimant.refusal`` (T04) when the store has no credit left. Cancel it to
+        give up: nothing is held then."""
         future = self._new_future()
         key = (account.id, incoming)
         queue = self._waiting.get(key)
         if queue is None:
             queue = self._waiting[key] = deque()
-        queue.append((future, account, amount, refuse))
+        queue.append((future, account, amount, claimant, token))
         if key not in self._asking:
             self._ask(key, p)
         return future
 
     def _ask(self, key: tuple[str, bool], p: Position) -> None:
         queue = self._waiting[key]
-        amounts = [amount for future, _, amount, _ in queue if not future.done()]
+        amounts = [waiter[2] for waiter in queue if not waiter[0].done()]
         if not amounts:
             del self._waiting[key]
             return
@@ -174,13 +191,14 @@ class Leases:
             return
         served = False
         while queue:
-            future, _, amount, _ = queue[0]
+            future, _, amount, claimant, token = queue[0]
             if future.done():  # given up (shutdown)
                 queue.popleft()
                 continue
             if not self.take(p, key[1], amount):
                 break
             queue.popleft()
+            claimant.held(token, amount)
             future.set_result(None)
             served = True
         if not queue:
@@ -201,16 +219,16 @@ class Leases:
                 self._ask(key, p)
 
     def _refuse(self, key: tuple[str, bool], p: Position) -> None:
-        for future, account, _, refuse in self._waiting.pop(key, ()):
+        for future, account, _, claimant, _ in self._waiting.pop(key, ()):
             if not future.done():
                 if key[1]:
                     p.refused_incoming += 1
                 else:
                     p.refused_outgoing += 1
-                future.set_result(refuse(account))
+                future.set_result(claimant.refusal(account))
 
     def _fail(self, key: tuple[str, bool], exc: BaseException | None) -> None:
-        for future, _, _, _ in self._waiting.pop(key, ()):
+        for future, *_ in self._waiting.pop(key, ()):
             if not future.done():
                 future.set_exception(StoreUnavailable(str(exc) if exc else "cancelled"))
 
@@ -231,6 +249,10 @@ class Leases:
                 if (account_id, False) in self._asking:
                     keep_out = KEEP
                 targets.append((account_id, keep_in, keep_out))
+                # Shrunk here already: a Prepare taken before the store has answered must fit
+                # in what the store will have left.
+                p.lease_in = min(p.lease_in, keep_in)
+                p.lease_out = min(p.lease_out, keep_out)
             p.used_in = p.used_out = 0
         self._renewing = True
         try:
@@ -246,7 +268,9 @@ class Leases:
         if done.cancelled() or done.exception() is not None:
             return  # the leases run out by themselves; the next renewal tries again
         for account_id, (balance, lease_in, lease_out) in done.result().items():
-            p = ledger.position(account_id)
+            p = ledger.find(account_id)
+            if p is None:
+                continue  # another instance's peer, never seen here
             p.balance = balance
             p.lease_in, p.lease_out = lease_in, lease_out
             if account_id in renewed and (lease_in or lease_out):

@@ -25,7 +25,7 @@ from functools import partial
 from typing import Any, ClassVar, Protocol
 
 from connector.domain.accounts import Account
-from connector.domain.credit import Leases, Refusal
+from connector.domain.credit import Claimant, Leases
 from connector.domain.positions import Position
 
 __all__ = ["Committer", "IncomingBalance", "Ledger", "OutgoingBalance", "Position"]
@@ -76,15 +76,17 @@ class Ledger:
             position = self._positions[account_id] = Position()
         return position
 
+    def find(self, account_id: str) -> Position | None:
+        return self._positions.get(account_id)
+
     def positions(self) -> Iterator[tuple[str, Position]]:
         return iter(sorted(self._positions.items()))
 
     def hold_incoming(
-        self, account: Account, amount: int, refuse: Refusal | None = None
+        self, account: Account, amount: int, claimant: Claimant | None = None, token: Any = None
     ) -> bool | Any:
         """Hold ``amount`` from ``account``: True when held, False (nothing held) when over its
-        maximum; with leases, a future when the store must be asked first (it resolves to None
-        once held, or to ``refuse(account)``)."""
+        maximum; with leases, a future when the store must be asked first (``Leases.wait``)."""
         p = self.position(account.id)
         maximum = account.balance_maximum
         if maximum is not None:
@@ -92,8 +94,8 @@ class Ledger:
             if leases is not None:
                 if leases.take(p, True, amount):
                     return True
-                assert refuse is not None
-                return leases.wait(account, p, True, amount, refuse)
+                assert claimant is not None
+                return leases.wait(account, p, True, amount, claimant, token)
             if p.balance + p.incoming + amount > maximum:
                 p.refused_incoming += 1
                 return False
@@ -101,7 +103,7 @@ class Ledger:
         return True
 
     def hold_outgoing(
-        self, account: Account, amount: int, refuse: Refusal | None = None
+        self, account: Account, amount: int, claimant: Claimant | None = None, token: Any = None
     ) -> bool | Any:
         """Hold ``amount`` to ``account``; False (nothing held) when under its minimum (with
         leases, possibly a future, as ``hold_incoming``)."""
@@ -112,8 +114,8 @@ class Ledger:
             if leases is not None:
                 if leases.take(p, False, amount):
                     return True
-                assert refuse is not None
-                return leases.wait(account, p, False, amount, refuse)
+                assert claimant is not None
+                return leases.wait(account, p, False, amount, claimant, token)
             if p.balance - p.outgoing - amount < minimum:
                 p.refused_outgoing += 1
                 return False
@@ -174,6 +176,15 @@ class Ledger:
     def _committed(self, incoming: Side | None, outgoing: Side | None, done: Any) -> None:
         ok = not done.cancelled() and done.exception() is None
         self._settle(incoming, outgoing, ok)
+        if not ok:
+            # A shared store may have applied a commit whose answer was lost, and moved the
+            # credit out of the lease: count it gone (the next renewal brings the exact figure).
+            if incoming is not None:
+                p = self.position(incoming[0])
+                p.lease_in = max(p.lease_in - incoming[1], 0)
+            if outgoing is not None:
+                p = self.position(outgoing[0])
+                p.lease_out = max(p.lease_out - outgoing[1], 0)
 
     def _settle(self, incoming: Side | None, outgoing: Side | None, fulfilled: bool) -> None:
         if incoming is not None:
@@ -190,17 +201,19 @@ class IncomingBalance:
     def __init__(self, ledger: Ledger, ilp_address: str) -> None:
         self._ledger = ledger
         self._address = ilp_address
-        self._refuse = self.refusal
 
     def refusal(self, account: Account) -> Reject:
         return Reject(
             IlpErrorCode.T04_INSUFFICIENT_LIQUIDITY, self._address, "exceeded maximum balance"
         )
 
+    def held(self, token: Any, amount: int) -> None:
+        """The incoming hold is the Prepare's amount: nothing to note."""
+
     def on_prepare(self, req: PacketRequest) -> StepResult:
         amount = req.prepare.amount
         if amount:
-            held = self._ledger.hold_incoming(req.source, amount, self._refuse)
+            held = self._ledger.hold_incoming(req.source, amount, self)
             if held is not True:
                 return self.refusal(req.source) if held is False else held
         return None
@@ -227,7 +240,6 @@ class OutgoingBalance:
     def __init__(self, ledger: Ledger, ilp_address: str) -> None:
         self._ledger = ledger
         self._address = ilp_address
-        self._refuse = self.refusal
 
     def refusal(self, account: Account) -> Reject:
         return Reject(
@@ -236,12 +248,16 @@ class OutgoingBalance:
             f"insufficient balance with {account.id}",
         )
 
+    def held(self, token: Any, amount: int) -> None:
+        """A hold that waited for credit is taken: ``incoming_balance`` settles it."""
+        token.held_out = amount
+
     def on_prepare(self, req: PacketRequest) -> StepResult:
         next_hop = req.next_hop
         assert next_hop is not None
         amount = req.amount_out
         if amount:
-            held = self._ledger.hold_outgoing(next_hop, amount, self._refuse)
+            held = self._ledger.hold_outgoing(next_hop, amount, self, req)
             if held is not True:
                 return self.refusal(next_hop) if held is False else held
             req.held_out = amount

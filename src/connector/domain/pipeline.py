@@ -78,6 +78,13 @@ def _close(pending: Awaitable[Any]) -> None:
         close()  # a coroutine that never ran: no "never awaited" warning
 
 
+def _resolved_to_none(pending: Awaitable[Any]) -> bool:
+    done = getattr(pending, "done", None)
+    if done is None or not done() or pending.cancelled():  # type: ignore[attr-defined]
+        return False
+    return pending.exception() is None and pending.result() is None  # type: ignore[attr-defined]
+
+
 class PacketRequest:
     """One Prepare on its way through the pipeline. Steps read and set its public fields."""
 
@@ -233,11 +240,14 @@ class Pipeline:
         for req, index, pending in waiting:
             _close(pending)
             # A future a step returned on the way in is that request's own (a hold waiting for
-            # credit, say): cancelled, so that whoever would resolve it knows nobody waits.
+            # credit, say): cancelled, so that whoever would resolve it knows nobody waits. One
+            # that already resolved to None means the step did its part: it sees the answer.
+            taken = _resolved_to_none(pending)
             cancel = getattr(pending, "cancel", None)
-            if cancel is not None:
+            if cancel is not None and not taken:
                 cancel()
-            self._reply(req, index, self._failed(req, RuntimeError("abandoned")), None)
+            failed = self._failed(req, RuntimeError("abandoned"))
+            self._reply(req, index + 1 if taken else index, failed, None)
         unwinding = list(self._unwinding.values())
         self._unwinding.clear()
         for req, index, _, original, raw, pending in unwinding:
