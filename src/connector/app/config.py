@@ -60,6 +60,19 @@ class BalanceConfig(_Strict):
         return self
 
 
+class PeerRoutingConfig(_Strict):
+    """Route exchange with this peer; unset: as its relation says (peer and parent both ways,
+    child neither)."""
+
+    send: bool | None = None
+    receive: bool | None = None
+
+
+class RoutingConfig(_Strict):
+    #: The heartbeat of route updates; changes go out at once.
+    broadcast_interval_ms: int = Field(30_000, ge=1_000, le=3_600_000)
+
+
 class PeerConfig(_Strict):
     id: str
     relation: Literal["child", "peer", "parent"]
@@ -67,6 +80,7 @@ class PeerConfig(_Strict):
     username: str | None = None
     max_packet_amount: int | None = Field(None, ge=0, le=UINT64_MAX)
     balance: BalanceConfig = BalanceConfig()
+    routing: PeerRoutingConfig = PeerRoutingConfig()
 
     _id = field_validator("id")(valid_node_id)
 
@@ -127,6 +141,7 @@ class ConnectorConfig(_Strict):
     forwarding: ForwardingConfig = ForwardingConfig()
     store: StoreConfig = StoreConfig()
     admin: AdminConfig = AdminConfig()
+    routing: RoutingConfig = RoutingConfig()
     peers: list[PeerConfig] = []
     routes: list[RouteConfig] = []
 

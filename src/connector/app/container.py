@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -31,6 +32,7 @@ from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode
 from connector.app.postgres_store import PostgresStore, default_instance, is_postgres_url
+from connector.app.routing import RouteBroadcaster
 from connector.app.store import GroupCommit, SqliteStore, check_store_url, sqlite_path
 from connector.domain.accounts import Account, Accounts, Asset
 from connector.domain.admission import Admission
@@ -50,12 +52,23 @@ from connector.domain.forwarding import (
 from connector.domain.ledger import IncomingBalance, Ledger, OutgoingBalance
 from connector.domain.pipeline import Pipeline, Step
 from connector.domain.ports import Clock, Dialer, LogSink, SecretStore
+from connector.domain.route_exchange import RouteExchange
 from connector.domain.routing import Routes
 from connector.domain.secret import Secret
 
 
 def parse_peers(peers: list[dict[str, Any]]) -> list[PeerConfig]:
     return [PeerConfig.model_validate(p) for p in peers]
+
+
+def _routing_flags(peer: PeerConfig) -> dict[str, bool]:
+    """The file's overrides of route exchange; the relation decides the rest."""
+    flags = {}
+    if peer.routing.send is not None:
+        flags["send_routes"] = peer.routing.send
+    if peer.routing.receive is not None:
+        flags["receive_routes"] = peer.routing.receive
+    return flags
 
 
 def build_accounts(
@@ -76,6 +89,7 @@ def build_accounts(
                 max_packet_amount=p.max_packet_amount,
                 balance_minimum=p.balance.minimum,
                 balance_maximum=p.balance.maximum,
+                **_routing_flags(p),
             )
             for p in parse_peers(peers)
         ),
@@ -158,12 +172,13 @@ def build_steps(
     clock: Clock,
     rules: ForwardingRules,
     log: LogSink,
+    routing: RouteExchange | None = None,
 ) -> list[Step]:
     """The pipeline's steps, outermost first: this list is what runs."""
     address = accounts.ilp_address
     return [
         # incoming, per sender account
-        PeerProtocols(accounts, clock),
+        PeerProtocols(accounts, clock, routing),
         IncomingBalance(ledger, address),
         # routing: chooses the next-hop account
         Route(accounts, routes),
@@ -241,6 +256,13 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         log=log,
     )
+    route_exchange = providers.Singleton(
+        RouteExchange,
+        accounts=accounts,
+        routes=routes,
+        table_id=providers.Callable(lambda: uuid.uuid4().bytes),  # new at every start
+        broadcast_interval=config.broadcast_interval,
+    )
     steps = providers.Singleton(
         build_steps,
         accounts=accounts,
@@ -250,6 +272,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         rules=rules,
         log=log,
+        routing=route_exchange,
     )
     pipeline = providers.Singleton(
         Pipeline, steps=steps, ilp_address=config.ilp_address, spawn=links.provided.spawn, log=log
@@ -314,8 +337,18 @@ class Container(containers.DeclarativeContainer):
         dialer=dialer,
         secrets=secret_store,
     )
+    route_broadcaster = providers.Singleton(
+        RouteBroadcaster,
+        exchange=route_exchange,
+        links=links,
+        clock=clock,
+        log=log,
+        ilp_address=config.ilp_address,
+        spawn=links.provided.spawn,
+    )
     node = providers.Singleton(
         ConnectorNode,
+        routing=route_broadcaster,
         server=btp_server,
         outgoing=outgoing,
         accounts=accounts,

@@ -38,6 +38,7 @@ class Links:
         self.all: set[BtpLink] = set()  # every link, authenticated or not
         self._listeners: list[Callable[[str, bool], None]] = []
         self._connected: set[str] = set()  # peers reported connected to the listeners
+        self._attach_listeners: list[Callable[[str], None]] = []
         self._sweeper: Cancellable | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.draining = False
@@ -48,6 +49,10 @@ class Links:
     def on_change(self, listener: Callable[[str, bool], None]) -> None:
         """Call ``listener(peer_id, connected)`` when a peer's first link opens or last closes."""
         self._listeners.append(listener)
+
+    def on_attach(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(peer_id)`` for every link that authenticates (a reconnect too)."""
+        self._attach_listeners.append(listener)
 
     def track(self, link: BtpLink) -> None:
         """A new link, not yet authenticated: swept for its auth deadline."""
@@ -71,6 +76,8 @@ class Links:
             self._connected.add(peer_id)
             for listener in self._listeners:
                 listener(peer_id, True)
+        for on_attach in self._attach_listeners:
+            on_attach(peer_id)
 
     def forget(self, link: BtpLink) -> None:
         """The link's connection is gone."""

@@ -11,6 +11,7 @@ from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.health import Health
 from connector.app.metrics import Metrics
+from connector.app.routing import RouteBroadcaster
 from connector.app.status import NodeStatus, PeerStatus
 from connector.domain.accounts import Accounts
 from connector.domain.ports import LogSink
@@ -27,6 +28,7 @@ class ConnectorNode:
         metrics: Metrics,
         log: LogSink,
         node_id: str = "connector",
+        routing: RouteBroadcaster | None = None,
     ) -> None:
         self.server = server
         self.outgoing = outgoing
@@ -37,9 +39,11 @@ class ConnectorNode:
         self._started = False
         self._stopping = False
         self._links = server.links
-        routes.replace(accounts.routing_table())
-        if accounts.open_children:
-            self._links.on_change(self._peer_changed)
+        self.routing = routing
+        if routing is None:  # routes from the file only (and connected open children)
+            routes.replace(accounts.routing_table())
+            if accounts.open_children:
+                self._links.on_change(self._peer_changed)
         self.metrics = metrics
         metrics.watch(self._peer_state)
 
@@ -89,6 +93,8 @@ class ConnectorNode:
 
     async def start(self) -> None:
         await self.server.start(http=Health(self.status, self.metrics).http)
+        if self.routing is not None:
+            self.routing.start()
         self._started = True
         for peer in self.outgoing:
             peer.start()
@@ -104,5 +110,7 @@ class ConnectorNode:
         self._stopping = True  # readiness turns 503 before anything closes
         self._links.draining = True  # and nothing redials from here on
         await self.server.shutdown()
+        if self.routing is not None:
+            self.routing.stop()
         for peer in self.outgoing:
             await peer.stop()

@@ -87,6 +87,7 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         routes=[r.model_dump() for r in base.routes],
         store_url=settings.store_url or base.store.url,
         store_instance=settings.store_instance or base.store.instance,
+        broadcast_interval=base.routing.broadcast_interval_ms / 1000,
         admin_host=base.admin.host,
         admin_port=base.admin.port,
         open_children=file is None,

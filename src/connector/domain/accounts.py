@@ -90,6 +90,11 @@ class Accounts:
     def configured(self) -> Mapping[str, Account]:
         return self._accounts
 
+    @property
+    def static_routes(self) -> tuple[tuple[str, str], ...]:
+        """The configured routes: (prefix, peer id)."""
+        return self._static_routes
+
     def get(self, account_id: str) -> Account | None:
         """The account of ``account_id``; in open mode any id is a child."""
         account = self._accounts.get(account_id)

@@ -21,6 +21,8 @@ from datetime import timedelta
 from typing import ClassVar, Protocol
 
 from connector.domain.accounts import Accounts, Relation
+from connector.domain.ccp import CONTROL_DESTINATION, UPDATE_DESTINATION, RouteControl, RouteUpdate
+from connector.domain.errors import IlpCodecError
 from connector.domain.ildcp import DESTINATION as ILDCP_DESTINATION
 from connector.domain.ildcp import PEER_CONDITION, PEER_FULFILLMENT, IldcpResponse
 from connector.domain.ilp.packets import (
@@ -33,6 +35,7 @@ from connector.domain.ilp.packets import (
 )
 from connector.domain.pipeline import WAIT, PacketRequest, StepResult
 from connector.domain.ports import Clock, LogSink, NullSink
+from connector.domain.route_exchange import RouteExchange
 from connector.domain.routing import Routes
 
 
@@ -58,10 +61,13 @@ class PeerProtocols:
 
     name: ClassVar[str] = "peer_protocols"
 
-    def __init__(self, accounts: Accounts, clock: Clock) -> None:
+    def __init__(
+        self, accounts: Accounts, clock: Clock, routing: RouteExchange | None = None
+    ) -> None:
         self._accounts = accounts
         self._address = accounts.ilp_address
         self._clock = clock
+        self._routing = routing
 
     def on_prepare(self, req: PacketRequest) -> StepResult:
         prepare = req.prepare
@@ -71,6 +77,8 @@ class PeerProtocols:
             return self._reject(
                 IlpErrorCode.F01_INVALID_PACKET, "peer protocol needs the peer condition"
             )
+        if prepare.destination in (CONTROL_DESTINATION, UPDATE_DESTINATION):
+            return self._route_message(req)
         if prepare.destination != ILDCP_DESTINATION:
             return self._reject(IlpErrorCode.F01_INVALID_PACKET, "unknown peer protocol")
         if prepare.expires_at <= self._clock.now():
@@ -82,6 +90,26 @@ class PeerProtocols:
             self._accounts.child_address(source.id), source.asset.scale, source.asset.code
         )
         return Fulfill(PEER_FULFILLMENT, response.encode())
+
+    def _route_message(self, req: PacketRequest) -> Reply:
+        """CCP (``peer.route.*``): answered here; the route exchange decides."""
+        routing = self._routing
+        prepare = req.prepare
+        if routing is None:
+            return self._reject(IlpErrorCode.F01_INVALID_PACKET, "route exchange is off")
+        if prepare.expires_at <= self._clock.now():
+            return self._reject(IlpErrorCode.R00_TRANSFER_TIMED_OUT, "route message expired")
+        now = self._clock.monotonic()
+        try:
+            if prepare.destination == CONTROL_DESTINATION:
+                why = routing.handle_control(req.source.id, RouteControl.decode(prepare.data), now)
+            else:
+                why = routing.handle_update(req.source.id, RouteUpdate.decode(prepare.data), now)
+        except IlpCodecError as exc:
+            return self._reject(IlpErrorCode.F01_INVALID_PACKET, f"invalid route message: {exc}")
+        if why is not None:
+            return self._reject(IlpErrorCode.F00_BAD_REQUEST, why)
+        return Fulfill(PEER_FULFILLMENT, b"")
 
     def _reject(self, code: IlpErrorCode, message: str) -> Reject:
         return Reject(code, self._address, message)

@@ -1,0 +1,461 @@
+"""Route exchange (CCP): the routes this node knows, and what it tells and hears from its peers.
+
+Pure: events in (a peer's link comes up or goes down, a route message arrives, an answer to one
+of ours arrives, time passes), messages out (``outbox``: controls and updates for the app to
+send), and the routing table the ``route`` step reads (``Routes``, replaced whole).
+
+**Best route** for a prefix: a configured route (``routes`` in the file) wins, then a local one
+(our own address, a child's address), then a learned one by its next hop's relation (child, then
+peer, then parent), then the shorter path, then the lower peer id.
+
+**Receiving** (peers with ``receive_routes``): a SYNC control on every link that comes up; a new
+routing table id from the peer clears what it told us before; an update that skips epochs is not
+applied and asks for a resync (a SYNC control with the epoch we have); the routes of a peer go
+when its last link goes; imported only under the global prefix (not the prefix itself) and only
+when our address is not on the path.
+
+**Sending** (peers with ``send_routes``, once they asked with SYNC): our changes as a log of
+epochs, each peer's last acknowledged epoch, at most 50 epochs and at most the ILP data limit per
+update, advanced only on a Fulfill; a route through that peer goes to it as a withdrawal, and a
+route learned from a peer or parent is never sent to a parent; our address is prepended to every
+path; our children are covered by our own address; a heartbeat every ``broadcast_interval``;
+changes go out at once, at most one update per ``min_interval`` and one in flight per peer. The
+table id is new at every start, so a restart resyncs cleanly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from connector.domain.accounts import Accounts, Relation
+from connector.domain.ccp import CcpRoute, Mode, RouteControl, RouteUpdate
+from connector.domain.routing import Routes, RoutingTable
+
+#: ilp-connector's limit of epochs per update.
+MAX_EPOCHS_PER_UPDATE = 50
+#: The largest ILP Prepare data (RFC-0027): an update must fit in one.
+MAX_UPDATE_BYTES = 32767
+_RELATION_RANK = {Relation.CHILD: 0, Relation.PEER: 1, Relation.PARENT: 2}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    """A route of the local table: ``next_hop`` is a peer id ("" for this node itself);
+    ``path`` the addresses beyond it, as it told us; ``source`` why we have it."""
+
+    prefix: str
+    next_hop: str
+    path: tuple[str, ...]
+    auth: bytes
+    source: str  # "configured" | "local" | "learned"
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message for the app to send to ``peer_id``; its answer goes back with ``token``."""
+
+    peer_id: str
+    message: RouteControl | RouteUpdate
+    token: int
+
+
+@dataclass(slots=True)
+class _Receiver:
+    table_id: bytes = bytes(16)
+    epoch: int = 0
+    routes: dict[str, CcpRoute] = field(default_factory=dict)
+    control_due: float | None = 0.0  # when to (re)send our control; None: sent, answered
+
+
+@dataclass(slots=True)
+class _Sender:
+    mode: Mode = Mode.IDLE
+    last_known_epoch: int = 0
+    in_flight: int | None = None  # token of the update awaiting its answer
+    in_flight_to: int = 0
+    last_sent: float = float("-inf")
+    not_before: float = float("-inf")  # after a refusal: wait a heartbeat
+
+
+class RouteExchange:
+    def __init__(
+        self,
+        accounts: Accounts,
+        routes: Routes,
+        table_id: bytes,
+        *,
+        broadcast_interval: float = 30.0,
+        min_interval: float = 0.15,
+        hold_down_ms: int = 45_000,
+    ) -> None:
+        self._accounts = accounts
+        self._routes = routes
+        self.table_id = table_id
+        self.address = accounts.ilp_address
+        self.global_prefix = self.address.split(".", 1)[0]
+        self.broadcast_interval = broadcast_interval
+        self.min_interval = min_interval
+        self.hold_down_ms = hold_down_ms
+        self.outbox: list[Outgoing] = []
+        #: Called when ``outbox`` gets something (the app schedules a flush).
+        self.wake: Callable[[], None] = lambda: None
+        self._tokens = 0
+        self._pending: dict[int, tuple[str, str, int]] = {}  # token -> (peer, kind, to_epoch)
+        self._configured = dict(accounts.static_routes)
+        self._local: dict[str, RouteEntry] = {}
+        self._receivers: dict[str, _Receiver] = {}
+        self._senders: dict[str, _Sender] = {}
+        self._best: dict[str, RouteEntry] = {}
+        # What we advertise: the log of epochs (an entry per change; a prefix's earlier entry is
+        # blanked, so a peer catching up gets only the latest state of each prefix).
+        self._log: list[tuple[str, RouteEntry | None] | None] = []
+        self._advertised: dict[str, tuple[int, RouteEntry | None]] = {}
+        self._add_local(self.address, "")
+        for account in accounts.configured.values():
+            if account.relation is Relation.CHILD:
+                self._add_local(accounts.child_address(account.id), account.id)
+        for prefix in list(self._local) + list(self._configured):
+            self._update_prefix(prefix)
+        self._publish()
+
+    # --- what the rest of the node reads --------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        return len(self._log)
+
+    def best_routes(self) -> list[RouteEntry]:
+        """The local table, sorted by prefix (the default route, "", first when there is one)."""
+        entries = list(self._best.values())
+        default = self._default()
+        if default is not None and "" not in self._best:
+            entries.append(default)
+        return sorted(entries, key=lambda e: e.prefix)
+
+    def candidates(self, prefix: str) -> list[RouteEntry]:
+        """Every route this node has for exactly ``prefix``, best first."""
+        found: list[RouteEntry] = []
+        peer = self._configured.get(prefix)
+        if peer is not None and self._accounts.get(peer) is not None:
+            found.append(RouteEntry(prefix, peer, (), self._auth(prefix), "configured"))
+        local = self._local.get(prefix)
+        if local is not None:
+            found.append(local)
+        learned = [
+            RouteEntry(prefix, peer_id, route.path, route.auth, "learned")
+            for peer_id, receiver in self._receivers.items()
+            if (route := receiver.routes.get(prefix)) is not None
+        ]
+        learned.sort(key=self._rank)
+        return found + learned
+
+    def _rank(self, entry: RouteEntry) -> tuple[int, int, str]:
+        account = self._accounts.get(entry.next_hop)
+        rank = _RELATION_RANK.get(account.relation, 3) if account else 3
+        return (rank, len(entry.path), entry.next_hop)
+
+    def peers_status(self) -> dict[str, dict[str, object]]:
+        status: dict[str, dict[str, object]] = {}
+        for peer_id, receiver in self._receivers.items():
+            status.setdefault(peer_id, {})["receive"] = {
+                "tableId": receiver.table_id.hex(),
+                "epoch": receiver.epoch,
+                "routes": len(receiver.routes),
+            }
+        for peer_id, sender in self._senders.items():
+            status.setdefault(peer_id, {})["send"] = {
+                "mode": sender.mode.name,
+                "epoch": sender.last_known_epoch,
+            }
+        return status
+
+    # --- links ----------------------------------------------------------------------------
+
+    def peer_up(self, peer_id: str, now: float) -> None:
+        """A link of ``peer_id`` is authenticated (every link: a reconnect resyncs)."""
+        account = self._accounts.get(peer_id)
+        if account is None:
+            return
+        if account.receive_routes:
+            receiver = self._receivers.get(peer_id)
+            if receiver is None:
+                receiver = self._receivers[peer_id] = _Receiver()
+            receiver.control_due = now
+        if account.send_routes and peer_id not in self._senders:
+            self._senders[peer_id] = _Sender()
+        child = self._accounts.child_address(peer_id)
+        if (
+            account.relation is Relation.CHILD
+            and peer_id not in self._accounts.configured
+            and self._add_local(child, peer_id)
+        ):
+            self._update_prefix(child)
+            self._publish()
+        self.tick(now)
+
+    def peer_down(self, peer_id: str) -> None:
+        """The last link of ``peer_id`` is gone: its routes go, and what it was told resets."""
+        self._senders.pop(peer_id, None)
+        receiver = self._receivers.pop(peer_id, None)
+        changed = False
+        if receiver is not None:
+            for prefix in receiver.routes:
+                changed = self._update_prefix(prefix) or changed
+        child = self._accounts.child_address(peer_id)
+        if peer_id not in self._accounts.configured and self._local.pop(child, None) is not None:
+            changed = self._update_prefix(child) or changed
+        if changed:
+            self._publish()
+
+    # --- messages from peers --------------------------------------------------------------
+
+    def handle_control(self, peer_id: str, control: RouteControl, now: float) -> str | None:
+        """A peer's ``peer.route.control``: None when accepted, else why not (a Reject)."""
+        sender = self._senders.get(peer_id)
+        if sender is None:
+            return "not configured to send routes to you"
+        sender.mode = control.mode
+        if control.table_id != self.table_id or control.last_known_epoch > self.epoch:
+            sender.last_known_epoch = 0
+        else:
+            sender.last_known_epoch = control.last_known_epoch
+        sender.not_before = float("-inf")
+        if sender.in_flight is not None:  # what it answers no longer matters
+            self._pending.pop(sender.in_flight, None)
+            sender.in_flight = None
+        self.tick(now)
+        return None
+
+    def handle_update(self, peer_id: str, update: RouteUpdate, now: float) -> str | None:
+        """A peer's ``peer.route.update``: None when applied (or harmlessly old), else why not."""
+        receiver = self._receivers.get(peer_id)
+        if receiver is None:
+            return "not configured to receive routes from you"
+        changed = False
+        if update.table_id != receiver.table_id:
+            # A new table (the peer restarted): what it said before is void.
+            for prefix in list(receiver.routes):
+                del receiver.routes[prefix]
+                changed = self._update_prefix(prefix) or changed
+            receiver.table_id = update.table_id
+            receiver.epoch = 0
+        if update.from_epoch > receiver.epoch:
+            if changed:
+                self._publish()
+            receiver.control_due = now  # a gap: ask for everything since our epoch
+            self.tick(now)
+            return f"epochs {receiver.epoch} to {update.from_epoch} missing; resync requested"
+        if update.to_epoch < receiver.epoch:
+            return None  # old news
+        for prefix in update.withdrawn:
+            if receiver.routes.pop(prefix, None) is not None:
+                changed = self._update_prefix(prefix) or changed
+        for route in update.new_routes:
+            if self._importable(route):
+                receiver.routes[route.prefix] = route
+            elif receiver.routes.pop(route.prefix, None) is None:
+                continue
+            changed = self._update_prefix(route.prefix) or changed
+        receiver.epoch = update.to_epoch
+        if changed:
+            self._publish()
+            self.tick(now)
+        return None
+
+    def _importable(self, route: CcpRoute) -> bool:
+        prefix = route.prefix
+        return (
+            prefix.startswith(self.global_prefix + ".")
+            and ".." not in prefix
+            and not prefix.endswith(".")
+            and self.address not in route.path
+        )
+
+    # --- answers to our messages ----------------------------------------------------------
+
+    def answered(self, token: int, fulfilled: bool, now: float) -> None:
+        pending = self._pending.pop(token, None)
+        if pending is None:
+            return
+        peer_id, kind, to_epoch = pending
+        if kind == "control":
+            receiver = self._receivers.get(peer_id)
+            if receiver is not None and not fulfilled:
+                # Refused (the peer may not know us yet): again after a while.
+                receiver.control_due = now + min(self.broadcast_interval, 5.0)
+            return
+        sender = self._senders.get(peer_id)
+        if sender is None or sender.in_flight != token:
+            return
+        sender.in_flight = None
+        if fulfilled:
+            sender.last_known_epoch = max(sender.last_known_epoch, to_epoch)
+        else:
+            sender.not_before = now + self.broadcast_interval
+        self.tick(now)
+
+    # --- time -----------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Queue what is due: controls to (re)send, updates for peers behind, heartbeats."""
+        for peer_id, receiver in self._receivers.items():
+            if receiver.control_due is not None and receiver.control_due <= now:
+                receiver.control_due = None
+                control = RouteControl(Mode.SYNC, receiver.table_id, receiver.epoch)
+                self._send(peer_id, control, "control", 0)
+        for peer_id, sender in self._senders.items():
+            if sender.mode is not Mode.SYNC or sender.in_flight is not None:
+                continue
+            if now < sender.not_before:
+                continue
+            behind = sender.last_known_epoch < self.epoch
+            due = now - sender.last_sent >= (
+                self.min_interval if behind else self.broadcast_interval
+            )
+            if due:
+                update = self._update_for(peer_id, sender)
+                sender.last_sent = now
+                sender.in_flight = self._send(peer_id, update, "update", update.to_epoch)
+        # Always: something may have become due sooner than the app's timer thinks.
+        self.wake()
+
+    def next_due(self, now: float) -> float:
+        """When ``tick`` next has something to do (at most a broadcast interval away)."""
+        due = now + self.broadcast_interval
+        for receiver in self._receivers.values():
+            if receiver.control_due is not None:
+                due = min(due, receiver.control_due)
+        for sender in self._senders.values():
+            if sender.mode is Mode.SYNC and sender.in_flight is None:
+                behind = sender.last_known_epoch < self.epoch
+                wait = self.min_interval if behind else self.broadcast_interval
+                due = min(due, max(sender.last_sent + wait, sender.not_before))
+        return max(due, now)
+
+    def _send(self, peer_id: str, message: RouteControl | RouteUpdate, kind: str, to: int) -> int:
+        self._tokens += 1
+        self._pending[self._tokens] = (peer_id, kind, to)
+        self.outbox.append(Outgoing(peer_id, message, self._tokens))
+        return self._tokens
+
+    def _update_for(self, peer_id: str, sender: _Sender) -> RouteUpdate:
+        start = sender.last_known_epoch
+        count = min(MAX_EPOCHS_PER_UPDATE, self.epoch - start)
+        while True:
+            update = self._build(peer_id, start, start + count)
+            if count <= 1 or len(update.encode()) <= MAX_UPDATE_BYTES:
+                return update
+            count //= 2
+
+    def _build(self, peer_id: str, start: int, end: int) -> RouteUpdate:
+        account = self._accounts.get(peer_id)
+        to_parent = account is not None and account.relation is Relation.PARENT
+        new: list[CcpRoute] = []
+        withdrawn: list[str] = []
+        for item in self._log[start:end]:
+            if item is None:
+                continue
+            prefix, entry = item
+            if (
+                entry is None
+                or entry.next_hop == peer_id
+                or (to_parent and self._from_peers(entry))
+            ):
+                withdrawn.append(prefix)
+            else:
+                new.append(CcpRoute(prefix, entry.path, entry.auth))
+        return RouteUpdate(
+            self.table_id,
+            self.epoch,
+            start,
+            end,
+            self.hold_down_ms,
+            self.address,
+            tuple(new),
+            tuple(withdrawn),
+        )
+
+    def _from_peers(self, entry: RouteEntry) -> bool:
+        account = self._accounts.get(entry.next_hop)
+        return account is not None and account.relation in (Relation.PEER, Relation.PARENT)
+
+    # --- the table ------------------------------------------------------------------------
+
+    def _add_local(self, prefix: str, next_hop: str) -> bool:
+        if prefix in self._local:
+            return False
+        self._local[prefix] = RouteEntry(prefix, next_hop, (), self._auth(prefix), "local")
+        return True
+
+    def _auth(self, prefix: str) -> bytes:
+        return hashlib.sha256(self.table_id + prefix.encode()).digest()
+
+    def _update_prefix(self, prefix: str) -> bool:
+        """Recompute the best route of ``prefix``; True when it changed."""
+        found = self.candidates(prefix)
+        best = found[0] if found else None
+        current = self._best.get(prefix)
+        if best == current:
+            return False
+        if best is None:
+            del self._best[prefix]
+        else:
+            self._best[prefix] = best
+        self._advertise(prefix, best)
+        return True
+
+    def _advertise(self, prefix: str, best: RouteEntry | None) -> None:
+        entry = None
+        if best is not None and self._advertisable(prefix, best):
+            entry = RouteEntry(
+                prefix,
+                best.next_hop,
+                (self.address, *best.path),
+                hashlib.sha256(best.auth).digest(),
+                best.source,
+            )
+        previous = self._advertised.get(prefix)
+        if previous is None and entry is None:
+            return
+        if previous is not None:
+            old = previous[1]
+            if (
+                old is not None
+                and entry is not None
+                and (old.next_hop, old.path)
+                == (
+                    entry.next_hop,
+                    entry.path,
+                )
+            ):
+                return
+            if old is None and entry is None:
+                return
+            self._log[previous[0]] = None
+        self._advertised[prefix] = (len(self._log), entry)
+        self._log.append((prefix, entry))
+
+    def _advertisable(self, prefix: str, best: RouteEntry) -> bool:
+        if not prefix.startswith(self.global_prefix + "."):
+            return False
+        # Our children are reached through our own address, which we advertise.
+        return not (prefix.startswith(self.address + ".") and best.source == "local")
+
+    def _default(self) -> RouteEntry | None:
+        if "" in self._configured:
+            return None  # a configured default is in _best already
+        parents = [
+            a.id for a in self._accounts.configured.values() if a.relation is Relation.PARENT
+        ]
+        if not parents:
+            return None
+        return RouteEntry("", parents[0], (), b"", "parent")
+
+    def _publish(self) -> None:
+        table = RoutingTable()
+        for entry in self.best_routes():
+            if entry.next_hop:
+                table.add(entry.prefix, entry.next_hop)
+        self._routes.replace(table)
