@@ -143,7 +143,10 @@ def btp_account(relation: str, options: dict[str, Any]) -> dict[str, Any]:
 
 @asynccontextmanager
 async def reference_connector(
-    ilp_address: str, accounts: dict[str, Any], routes: list[dict[str, str]]
+    ilp_address: str,
+    accounts: dict[str, Any],
+    routes: list[dict[str, str]],
+    extra_env: dict[str, str] | None = None,
 ) -> AsyncIterator[NodeProcess]:
     """ilp-connector@23.0.2, one-to-one rates with no spread, configured through its env."""
     env = {
@@ -155,6 +158,7 @@ async def reference_connector(
         "CONNECTOR_ROUTES": json.dumps(routes),
         "CONNECTOR_INITIAL_CONNECT_TIMEOUT": "1500",
         "DEBUG": "connector:app,connector:ilp-plugin-btp*",
+        **(extra_env or {}),
     }
     script = INTEROP / "node_modules" / "ilp-connector" / "dist" / "index.js"
     async with node_process([str(script)], "connector ready", env) as proc:

@@ -8,6 +8,8 @@ log line carries the token.
 - ``GET /accounts``: every account; ``GET /accounts/{id}``: one;
 - ``PUT /accounts/{id}/balance`` ``{"balance": "-150"}``: an operator's correction, committed to
   the store before the answer, logged as ``admin_balance_set``;
+- ``GET /routes``: the routing table and the route exchange with each peer;
+  ``GET /routes/explain?destination=…``: which route a destination takes, and why;
 - ``GET /openapi.json``: this API, described.
 """
 
@@ -22,6 +24,7 @@ from aiohttp import web
 from connector.domain.accounts import Account, Accounts
 from connector.domain.ledger import Ledger
 from connector.domain.ports import LogSink
+from connector.domain.route_exchange import RouteExchange
 from connector.domain.secret import Secret
 
 _AMOUNT = re.compile(r"-?[0-9]{1,40}")
@@ -117,6 +120,27 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/routes": {
+            "get": {
+                "summary": "the routing table: prefix, next hop, path, source (configured, local, "
+                "learned, parent), and the route exchange with each peer",
+                "responses": {
+                    "200": {"description": "the routes"},
+                    "401": {"description": "no or wrong bearer token"},
+                },
+            }
+        },
+        "/routes/explain": {
+            "get": {
+                "summary": "which route a destination takes, and why",
+                "parameters": [{"name": "destination", "in": "query", "required": True}],
+                "responses": {
+                    "200": {"description": "the matching prefix, next hop, reason and candidates"},
+                    "400": {"description": "no destination"},
+                    "401": {"description": "no or wrong bearer token"},
+                },
+            }
+        },
         "/openapi.json": {"get": {"summary": "this document"}},
     },
 }
@@ -133,7 +157,9 @@ class AdminApi:
         log: LogSink,
         host: str = "127.0.0.1",
         port: int = 7780,
+        routing: RouteExchange | None = None,
     ) -> None:
+        self._routing = routing
         self._ledger = ledger
         self._accounts = accounts
         self._is_connected = is_connected
@@ -157,6 +183,8 @@ class AdminApi:
         app.router.add_get("/accounts", self._list)
         app.router.add_get("/accounts/{id}", self._get)
         app.router.add_put("/accounts/{id}/balance", self._set_balance)
+        app.router.add_get("/routes", self._routes)
+        app.router.add_get("/routes/explain", self._explain)
         app.router.add_get("/openapi.json", self._openapi)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -234,6 +262,38 @@ class AdminApi:
             remoteAddress=request.remote,
         )
         return web.json_response(self._describe(account))
+
+    def _exchange(self) -> RouteExchange:
+        if self._routing is None:
+            raise web.HTTPNotFound(
+                text='{"error": "no route exchange"}', content_type="application/json"
+            )
+        return self._routing
+
+    async def _routes(self, request: web.Request) -> web.Response:
+        exchange = self._exchange()
+        return web.json_response(
+            {
+                "tableId": exchange.table_id.hex(),
+                "epoch": exchange.epoch,
+                "routes": [
+                    {
+                        "prefix": e.prefix,
+                        "nextHop": e.next_hop or None,
+                        "path": list(e.path),
+                        "source": e.source,
+                    }
+                    for e in exchange.best_routes()
+                ],
+                "peers": exchange.peers_status(),
+            }
+        )
+
+    async def _explain(self, request: web.Request) -> web.Response:
+        destination = request.query.get("destination", "")
+        if not destination or len(destination) > 1023 or not destination.isascii():
+            return web.json_response({"error": "expected ?destination=<ILP address>"}, status=400)
+        return web.json_response(self._exchange().explain(destination))
 
     async def _openapi(self, request: web.Request) -> web.Response:
         return web.json_response(OPENAPI)

@@ -153,6 +153,7 @@ def build_admin(
     log: LogSink,
     host: str,
     port: int,
+    routing: RouteExchange | None = None,
 ) -> AdminApi | None:
     """The admin API, when ``CONNECTOR_ADMIN_TOKEN`` is set (read here, never a setting)."""
     token = os.environ.get("CONNECTOR_ADMIN_TOKEN", "")
@@ -160,7 +161,7 @@ def build_admin(
         return None
     return AdminApi(
         ledger, accounts, links.is_connected, node.known_peers, Secret(token.encode()), log,
-        host, port,
+        host, port, routing,
     )  # fmt: skip
 
 
@@ -367,4 +368,5 @@ class Container(containers.DeclarativeContainer):
         log=log,
         host=config.admin_host,
         port=config.admin_port,
+        routing=route_exchange,
     )

@@ -156,6 +156,71 @@ class RouteExchange:
         rank = _RELATION_RANK.get(account.relation, 3) if account else 3
         return (rank, len(entry.path), entry.next_hop)
 
+    def _relation(self, peer_id: str) -> str:
+        account = self._accounts.get(peer_id)
+        return account.relation.value if account else "unknown"
+
+    def explain(self, destination: str) -> dict[str, object]:
+        """Which route ``destination`` takes and why: the longest prefix with a route, every
+        route this node has for that prefix, best first, and what made the first win."""
+        prefix: str | None = destination
+        while prefix is not None and prefix not in self._best:
+            cut = prefix.rfind(".")
+            prefix = prefix[:cut] if cut > 0 else ("" if prefix else None)
+        default = self._default()
+        if prefix is None or (prefix == "" and "" not in self._best):
+            if default is None:
+                return {"destination": destination, "prefix": None, "nextHop": None,
+                        "reason": "no route matches: F02", "candidates": []}  # fmt: skip
+            found = [default]
+            prefix = ""
+        else:
+            found = self.candidates(prefix)
+        best = found[0]
+        return {
+            "destination": destination,
+            "prefix": prefix,
+            "nextHop": best.next_hop or None,
+            "path": list(best.path),
+            "source": best.source,
+            "reason": self._why(best, found[1:], prefix),
+            "candidates": [
+                {
+                    "nextHop": e.next_hop or None,
+                    "path": list(e.path),
+                    "source": e.source,
+                    "relation": self._relation(e.next_hop) if e.next_hop else "local",
+                }
+                for e in found
+            ],
+        }
+
+    def _why(self, best: RouteEntry, others: list[RouteEntry], prefix: str) -> str:
+        where = f"longest matching prefix {prefix!r}" if prefix else "the default route (a parent)"
+        if not best.next_hop:
+            return f"{where}: this node's own address, nothing to forward to (F02)"
+        if best.source == "configured":
+            return f"{where}: a configured route, which wins over any other"
+        if best.source == "local":
+            return f"{where}: a local route (a child of this node)"
+        if best.source == "parent":
+            return f"{where}: no more specific route"
+        if not others:
+            return f"{where}: learned from {best.next_hop}, the only route"
+        other = others[0]
+        a, b = self._rank(best), self._rank(other)
+        if a[0] != b[0]:
+            return (
+                f"{where}: learned from {best.next_hop} ({self._relation(best.next_hop)}), "
+                f"preferred to {self._relation(other.next_hop)} {other.next_hop}"
+            )
+        if a[1] != b[1]:
+            return (
+                f"{where}: learned from {best.next_hop}, the shorter path "
+                f"({a[1]} hops against {b[1]} via {other.next_hop})"
+            )
+        return f"{where}: learned from {best.next_hop}, the lower peer id of equal routes"
+
     def peers_status(self) -> dict[str, dict[str, object]]:
         status: dict[str, dict[str, object]] = {}
         for peer_id, receiver in self._receivers.items():
