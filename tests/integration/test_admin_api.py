@@ -120,8 +120,30 @@ async def test_the_openapi_document_describes_the_api(admin: Admin) -> None:
         "/accounts",
         "/accounts/{id}",
         "/accounts/{id}/balance",
+        "/routes",
+        "/routes/explain",
         "/openapi.json",
     }
+
+
+async def test_routes_and_why_a_destination_takes_one(admin: Admin) -> None:
+    status, body, _ = await admin.call("GET", "/routes")
+    assert status == 200
+    routes = {r["prefix"]: r for r in body["routes"]}
+    assert (routes["test.adm"]["source"], routes["test.adm"]["nextHop"]) == ("local", None)
+    assert (routes["test.adm.alice"]["nextHop"], routes["test.adm.alice"]["source"]) == (
+        "alice",
+        "local",
+    )
+    status, body, _ = await admin.call("GET", "/routes/explain?destination=test.adm.alice.x")
+    assert status == 200
+    assert (body["prefix"], body["nextHop"]) == ("test.adm.alice", "alice")
+    assert "a child of this node" in body["reason"]
+    status, body, _ = await admin.call("GET", "/routes/explain?destination=test.nowhere.x")
+    assert status == 200
+    assert (body["prefix"], body["nextHop"]) == (None, None)
+    status, _, _ = await admin.call("GET", "/routes/explain")
+    assert status == 400
 
 
 async def test_no_token_in_any_answer_or_log_line(admin: Admin) -> None:
