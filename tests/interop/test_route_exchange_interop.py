@@ -185,3 +185,38 @@ async def test_routes_with_ilp_connector_both_ways_withdrawn_and_relearned(tmp_p
                 return "test.zed" in await ref_routes()
 
             await eventually(ref_relearned_zed, "ilp-connector did not relearn test.zed")
+
+
+async def test_after_ilp_connector_restarts_each_side_relearns_the_other(tmp_path: Path) -> None:
+    port, admin, ref_port, ref_admin = free_port(), free_port(), free_port(), free_port()
+    ours = config(
+        tmp_path,
+        "ours",
+        port,
+        admin,
+        [{"id": "ref", "relation": "peer", "url": f"ws://127.0.0.1:{ref_port}"}],
+    )
+    accounts = {"ours": btp_account("peer", {"listener": {"port": ref_port, "secret": "ref-s"}})}
+    ref_env = {
+        "CONNECTOR_ADMIN_API": "true",
+        "CONNECTOR_ADMIN_API_PORT": str(ref_admin),
+        "CONNECTOR_ROUTE_BROADCAST_INTERVAL": str(INTERVAL_MS),
+    }
+
+    async def both_know() -> bool:
+        theirs = (await http_json(ref_admin, "/routing"))["localRoutingTable"]
+        mine = {r["prefix"] for r in (await http_json(admin, "/routes", TOKEN))["routes"]}
+        return "test.ours" in theirs and "test.ref" in mine
+
+    async def we_forgot() -> bool:
+        mine = {r["prefix"] for r in (await http_json(admin, "/routes", TOKEN))["routes"]}
+        return "test.ref" not in mine
+
+    async with connector_process(
+        port, CONNECTOR_CONFIG=ours, BTP_PEER_REF_SECRET="ref-s", CONNECTOR_ADMIN_TOKEN=TOKEN
+    ):
+        async with reference_connector("test.ref", accounts, [], ref_env):
+            await eventually(both_know, "the two never learned each other")
+        await eventually(we_forgot, "we kept test.ref after ilp-connector stopped")
+        async with reference_connector("test.ref", accounts, [], ref_env):
+            await eventually(both_know, "not relearned after ilp-connector restarted")
