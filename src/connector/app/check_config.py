@@ -84,6 +84,13 @@ def _report(
         low, high = peer.balance.minimum, peer.balance.maximum
         if low is not None or high is not None:
             limit += f", balance {'' if low is None else low}..{'' if high is None else high}"
+        by_relation = peer.relation != "child"
+        sends = by_relation if peer.routing.send is None else peer.routing.send
+        receives = by_relation if peer.routing.receive is None else peer.routing.receive
+        if sends or receives:
+            limit += ", routes " + "/".join(
+                word for word, on in (("sent", sends), ("received", receives)) if on
+            )
         lines.append(
             f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, "
             f"secret {secret_variable(peer.id)}: {'set' if has_secret else 'MISSING'}"
@@ -92,6 +99,9 @@ def _report(
     parents = [p.id for p in config.peers if p.relation == "parent"]
     routes += [("(default)", parents[0])] if parents else []
     routes += [(r.prefix or "(default)", r.peer) for r in config.routes]
-    lines.append(f"routes ({len(routes)}):")
+    lines.append(
+        f"routes ({len(routes)}, more learned from peers every "
+        f"{config.routing.broadcast_interval_ms / 1000:g} s):"
+    )
     lines.extend(f"  {prefix:<32} -> {peer}" for prefix, peer in routes)
     return problems
