@@ -7,7 +7,13 @@ import pytest
 
 from connector.domain.accounts import Account, Accounts, Relation
 from connector.domain.ccp import CcpRoute, Mode, RouteControl, RouteUpdate
-from connector.domain.route_exchange import MAX_EPOCHS_PER_UPDATE, MAX_UPDATE_BYTES, RouteExchange
+from connector.domain.route_exchange import (
+    COMPACT_SLACK,
+    MAX_EPOCHS_PER_UPDATE,
+    MAX_ROUTES_PER_PEER,
+    MAX_UPDATE_BYTES,
+    RouteExchange,
+)
 from connector.domain.routing import Routes
 
 ME = "test.me"
@@ -306,3 +312,33 @@ def test_a_peer_that_goes_away_is_withdrawn_to_the_others_at_once() -> None:
     x.tick(1)
     (sent,) = sent_updates(x)
     assert sent.withdrawn == ("test.q",)
+
+
+def test_the_log_stays_bounded_however_routes_flap_and_peers_then_get_the_whole_table() -> None:
+    x = exchange(PEER, PEER2)
+    x.peer_up("p", 0)
+    x.peer_up("q", 0)
+    sync(x, "p")
+    x.answered(x.outbox[-1].token, True, 0)
+    table = x.table_id
+    epoch = 1
+    for i in range(COMPACT_SLACK // 2 + 10):  # each flap: a route, then its withdrawal
+        x.handle_update("q", update(("test.flap", ("test.q",)), start=epoch - 1, end=epoch), 0)
+        x.handle_update("q", update(withdrawn=("test.flap",), start=epoch, end=epoch + 1), 0)
+        epoch += 2
+        assert x.epoch <= 2 * 3 + COMPACT_SLACK + 1, i
+    assert x.table_id != table  # compacted: a new table, and p starts again from zero
+    x.outbox.clear()
+    x.tick(100)
+    (sent,) = sent_updates(x)
+    assert (sent.table_id, sent.from_epoch) == (x.table_id, 0)
+    assert {r.prefix for r in sent.new_routes} == {ME}
+
+
+def test_a_peer_cannot_make_us_keep_more_than_so_many_of_its_routes() -> None:
+    x = exchange(PEER)
+    x.peer_up("p", 0)
+    many = [(f"test.r{i}", ("test.p",)) for i in range(MAX_ROUTES_PER_PEER + 1)]
+    why = x.handle_update("p", update(*many), 0)
+    assert why is not None
+    assert len(learned(x)) == 1

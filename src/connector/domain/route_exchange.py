@@ -37,6 +37,11 @@ from connector.domain.routing import Routes, RoutingTable
 MAX_EPOCHS_PER_UPDATE = 50
 #: The largest ILP Prepare data (RFC-0027): an update must fit in one.
 MAX_UPDATE_BYTES = 32767
+#: Routes one peer may have told us at once: beyond, its update is refused (memory stays bounded
+#: whatever a peer sends).
+MAX_ROUTES_PER_PEER = 10_000
+#: Superseded log entries tolerated before the log is compacted (see ``_compact``).
+COMPACT_SLACK = 10_000
 _RELATION_RANK = {Relation.CHILD: 0, Relation.PEER: 1, Relation.PARENT: 2}
 
 
@@ -314,6 +319,14 @@ class RouteExchange:
             return f"epochs {receiver.epoch} to {update.from_epoch} missing; resync requested"
         if update.to_epoch < receiver.epoch:
             return None  # old news
+        if len(receiver.routes) + len(update.new_routes) > MAX_ROUTES_PER_PEER and (
+            len(set(receiver.routes) | {r.prefix for r in update.new_routes})
+            - len(set(update.withdrawn) & set(receiver.routes))
+            > MAX_ROUTES_PER_PEER
+        ):
+            if changed:
+                self._publish()
+            return f"more than {MAX_ROUTES_PER_PEER} routes"
         for prefix in update.withdrawn:
             if receiver.routes.pop(prefix, None) is not None:
                 changed = self._update_prefix(prefix) or changed
@@ -501,6 +514,31 @@ class RouteExchange:
             self._log[previous[0]] = None
         self._advertised[prefix] = (len(self._log), entry)
         self._log.append((prefix, entry))
+        if len(self._log) > 2 * len(self._advertised) + COMPACT_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Keep the log from growing with every change: a new table id (derived from the old
+        one), and a log of each prefix's latest entry only, less the withdrawals every peer has
+        acknowledged. Every peer then gets the whole table again from epoch 0, and a receiver
+        that sees the new id replaces what it had."""
+        acknowledged = min(
+            (s.last_known_epoch for s in self._senders.values() if s.mode is Mode.SYNC),
+            default=len(self._log),
+        )
+        kept = sorted(
+            (index, prefix, entry)
+            for prefix, (index, entry) in self._advertised.items()
+            if entry is not None or index >= acknowledged
+        )
+        self._log = [(prefix, entry) for _, prefix, entry in kept]
+        self._advertised = {prefix: (i, entry) for i, (_, prefix, entry) in enumerate(kept)}
+        self.table_id = hashlib.sha256(b"compacted" + self.table_id).digest()[:16]
+        for sender in self._senders.values():
+            sender.last_known_epoch = 0
+            if sender.in_flight is not None:
+                self._pending.pop(sender.in_flight, None)
+                sender.in_flight = None
 
     def _advertisable(self, prefix: str, best: RouteEntry) -> bool:
         if not prefix.startswith(self.global_prefix + "."):
