@@ -10,7 +10,7 @@ from connector.app.links import Links
 from connector.domain.accounts import Account, Relation
 from connector.domain.ccp import RouteControl, control_prepare, update_prepare
 from connector.domain.ildcp import PEER_FULFILLMENT
-from connector.domain.ilp.packets import Fulfill, Reply
+from connector.domain.ilp.packets import Fulfill, Reject, Reply
 from connector.domain.pipeline import PacketRequest, Pipeline, Spawn
 from connector.domain.ports import Cancellable, Clock, LogSink
 from connector.domain.route_exchange import RouteExchange
@@ -65,7 +65,7 @@ class RouteBroadcaster:
 
     def _changed(self, peer_id: str, connected: bool) -> None:
         if not connected:
-            self.exchange.peer_down(peer_id)
+            self.exchange.peer_down(peer_id, self._clock.monotonic())
 
     # --- sending --------------------------------------------------------------------------
 
@@ -88,8 +88,13 @@ class RouteBroadcaster:
     def _tick(self) -> None:
         self._timer = None
         self._due = float("inf")
-        if self._running:
+        if not self._running:
+            return
+        try:
             self.exchange.tick(self._clock.monotonic())  # wakes us: flush and a new timer
+        finally:
+            if self._timer is None:  # whatever happened, the exchange keeps its clock
+                self._wake()
 
     def _flush(self) -> None:
         exchange = self.exchange
@@ -98,20 +103,26 @@ class RouteBroadcaster:
             now = self._clock.now()
             for out in batch:
                 message = out.message
-                if isinstance(message, RouteControl):
-                    prepare = control_prepare(message, now)
-                else:
-                    prepare = update_prepare(message, now)
+                try:
+                    if isinstance(message, RouteControl):
+                        prepare = control_prepare(message, now)
+                    else:
+                        prepare = update_prepare(message, now)
+                except Exception as exc:  # never a stuck exchange: it is told, and goes on
+                    self._log.error("route_message_failed", peerId=out.peer_id, error=repr(exc))
+                    exchange.answered(out.token, False, self._clock.monotonic())
+                    continue
                 req = PacketRequest(self._pipeline, self, out.token, self._self, prepare, None)
                 req.expires_out = min(prepare.expires_at, now + _ANSWER_WITHIN)
                 refused = self._links.send(out.peer_id, req)
-                if refused is not None:
-                    exchange.answered(out.token, False, self._clock.monotonic())
+                if refused is not None:  # T01 (not connected) or T03 (not reading)
+                    exchange.answered(out.token, False, self._clock.monotonic(), transient=True)
 
     # --- Origin: the answers to our route messages -----------------------------------------
 
     def answer(self, request_id: int, reply: Reply, raw: bytes | None) -> None:
         fulfilled = isinstance(reply, Fulfill) and reply.fulfillment == PEER_FULFILLMENT
+        transient = isinstance(reply, Reject) and reply.code.startswith(("T", "R"))
         if not fulfilled:
             self._log.debug("route_message_refused", requestId=request_id, reply=repr(reply)[:200])
-        self.exchange.answered(request_id, fulfilled, self._clock.monotonic())
+        self.exchange.answered(request_id, fulfilled, self._clock.monotonic(), transient)

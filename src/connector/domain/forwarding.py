@@ -128,7 +128,7 @@ class Route:
     def on_prepare(self, req: PacketRequest) -> StepResult:
         destination = req.prepare.destination
         next_hop = self._routes.table.resolve(destination)
-        if next_hop is None:
+        if not next_hop:  # None: no route; "": this node's own address, nobody to send it to
             return Reject(IlpErrorCode.F02_UNREACHABLE, self._address, f"no route to {destination}")
         if next_hop == req.source.id:
             return Reject(

@@ -26,22 +26,27 @@ table id is new at every start, so a restart resyncs cleanly.
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from connector.domain.accounts import Accounts, Relation
 from connector.domain.ccp import CcpRoute, Mode, RouteControl, RouteUpdate
+from connector.domain.ilp.address import is_valid_address
 from connector.domain.routing import Routes, RoutingTable
 
 #: ilp-connector's limit of epochs per update.
 MAX_EPOCHS_PER_UPDATE = 50
 #: The largest ILP Prepare data (RFC-0027): an update must fit in one.
 MAX_UPDATE_BYTES = 32767
-#: Routes one peer may have told us at once: beyond, its update is refused (memory stays bounded
-#: whatever a peer sends).
+#: Routes one peer may have told us at once: new ones beyond are dropped (memory stays bounded
+#: whatever a peer sends), withdrawals still apply.
 MAX_ROUTES_PER_PEER = 10_000
-#: Superseded log entries tolerated before the log is compacted (see ``_compact``).
-COMPACT_SLACK = 10_000
+#: The longest path we import (hops), and the longest address (RFC-0015).
+MAX_PATH = 32
+MAX_ADDRESS = 1023
+#: After a transport failure (T01, T03, a link that went), our message goes again this soon.
+RETRY_SOON = 2.0
 _RELATION_RANK = {Relation.CHILD: 0, Relation.PEER: 1, Relation.PARENT: 2}
 
 
@@ -113,22 +118,34 @@ class RouteExchange:
         self._receivers: dict[str, _Receiver] = {}
         self._senders: dict[str, _Sender] = {}
         self._best: dict[str, RouteEntry] = {}
-        # What we advertise: the log of epochs (an entry per change; a prefix's earlier entry is
-        # blanked, so a peer catching up gets only the latest state of each prefix).
-        self._log: list[tuple[str, RouteEntry | None] | None] = []
+        # What we advertise: a sparse log of epochs, oldest first. Each change of a prefix takes
+        # the next epoch and removes the prefix's earlier entry, so the log holds each prefix's
+        # latest state only: routes, and withdrawals until every peer has them. A peer catching
+        # up gets 50 entries per update, not 50 epoch numbers.
+        self._epoch = 0
+        self._log: dict[int, tuple[str, RouteEntry | None]] = {}
         self._advertised: dict[str, tuple[int, RouteEntry | None]] = {}
+        self._withdrawals: deque[int] = deque()
+        self._forgotten = 0  # withdrawals below this epoch were dropped (everyone had them)
+        self._dirty: set[str] = set()  # prefixes whose best route changed since the last publish
+        #: New routes dropped because a peer had told us MAX_ROUTES_PER_PEER already.
+        self.dropped_routes = 0
         self._add_local(self.address, "")
         for account in accounts.configured.values():
             if account.relation is Relation.CHILD:
                 self._add_local(accounts.child_address(account.id), account.id)
         for prefix in list(self._local) + list(self._configured):
             self._update_prefix(prefix)
-        self._publish()
+        self._publish(rebuild=True)
 
     # --- what the rest of the node reads --------------------------------------------------
 
     @property
     def epoch(self) -> int:
+        return self._epoch
+
+    @property
+    def log_size(self) -> int:
         return len(self._log)
 
     def best_routes(self) -> list[RouteEntry]:
@@ -265,9 +282,12 @@ class RouteExchange:
             self._publish()
         self.tick(now)
 
-    def peer_down(self, peer_id: str) -> None:
-        """The last link of ``peer_id`` is gone: its routes go, and what it was told resets."""
-        self._senders.pop(peer_id, None)
+    def peer_down(self, peer_id: str, now: float) -> None:
+        """The last link of ``peer_id`` is gone: its routes go (withdrawn to the others at
+        once), and what it was told resets."""
+        sender = self._senders.pop(peer_id, None)
+        if sender is not None and sender.in_flight is not None:
+            self._pending.pop(sender.in_flight, None)
         receiver = self._receivers.pop(peer_id, None)
         changed = False
         if receiver is not None:
@@ -278,6 +298,8 @@ class RouteExchange:
             changed = self._update_prefix(child) or changed
         if changed:
             self._publish()
+        self._forget_withdrawals()
+        self.tick(now)
 
     # --- messages from peers --------------------------------------------------------------
 
@@ -287,7 +309,11 @@ class RouteExchange:
         if sender is None:
             return "not configured to send routes to you"
         sender.mode = control.mode
-        if control.table_id != self.table_id or control.last_known_epoch > self.epoch:
+        if (
+            control.table_id != self.table_id
+            or control.last_known_epoch > self._epoch
+            or control.last_known_epoch < self._forgotten
+        ):
             sender.last_known_epoch = 0
         else:
             sender.last_known_epoch = control.last_known_epoch
@@ -319,21 +345,23 @@ class RouteExchange:
             return f"epochs {receiver.epoch} to {update.from_epoch} missing; resync requested"
         if update.to_epoch < receiver.epoch:
             return None  # old news
-        if len(receiver.routes) + len(update.new_routes) > MAX_ROUTES_PER_PEER and (
-            len(set(receiver.routes) | {r.prefix for r in update.new_routes})
-            - len(set(update.withdrawn) & set(receiver.routes))
-            > MAX_ROUTES_PER_PEER
-        ):
+        if not update.from_epoch <= update.to_epoch <= update.current_epoch:
             if changed:
                 self._publish()
-            return f"more than {MAX_ROUTES_PER_PEER} routes"
+            return "invalid epochs"
         for prefix in update.withdrawn:
             if receiver.routes.pop(prefix, None) is not None:
                 changed = self._update_prefix(prefix) or changed
         for route in update.new_routes:
-            if self._importable(route):
+            known = route.prefix in receiver.routes
+            if not self._importable(route):
+                if not known:
+                    continue
+                del receiver.routes[route.prefix]  # its route changed to one we refuse
+            elif known or len(receiver.routes) < MAX_ROUTES_PER_PEER:
                 receiver.routes[route.prefix] = route
-            elif receiver.routes.pop(route.prefix, None) is None:
+            else:
+                self.dropped_routes += 1
                 continue
             changed = self._update_prefix(route.prefix) or changed
         receiver.epoch = update.to_epoch
@@ -343,17 +371,26 @@ class RouteExchange:
         return None
 
     def _importable(self, route: CcpRoute) -> bool:
+        """Under the global prefix (not the prefix itself), a valid address, not ours nor under
+        ours (our children are ours to route), and a path without our address (no loops)."""
         prefix = route.prefix
+        address = self.address
         return (
             prefix.startswith(self.global_prefix + ".")
-            and ".." not in prefix
-            and not prefix.endswith(".")
-            and self.address not in route.path
+            and len(prefix) <= MAX_ADDRESS
+            and is_valid_address(prefix)
+            and prefix != address
+            and not prefix.startswith(address + ".")
+            and len(route.path) <= MAX_PATH
+            and address not in route.path
+            and all(len(hop) <= MAX_ADDRESS and is_valid_address(hop) for hop in route.path)
         )
 
     # --- answers to our messages ----------------------------------------------------------
 
-    def answered(self, token: int, fulfilled: bool, now: float) -> None:
+    def answered(self, token: int, fulfilled: bool, now: float, transient: bool = False) -> None:
+        """The answer to one of our messages: fulfilled, or not (``transient``: the link could
+        not carry it, T-class, so it goes again soon rather than after a heartbeat)."""
         pending = self._pending.pop(token, None)
         if pending is None:
             return
@@ -362,7 +399,8 @@ class RouteExchange:
             receiver = self._receivers.get(peer_id)
             if receiver is not None and not fulfilled:
                 # Refused (the peer may not know us yet): again after a while.
-                receiver.control_due = now + min(self.broadcast_interval, 5.0)
+                wait = RETRY_SOON if transient else min(self.broadcast_interval, 5.0)
+                receiver.control_due = now + wait
             return
         sender = self._senders.get(peer_id)
         if sender is None or sender.in_flight != token:
@@ -370,8 +408,9 @@ class RouteExchange:
         sender.in_flight = None
         if fulfilled:
             sender.last_known_epoch = max(sender.last_known_epoch, to_epoch)
+            self._forget_withdrawals()
         else:
-            sender.not_before = now + self.broadcast_interval
+            sender.not_before = now + (RETRY_SOON if transient else self.broadcast_interval)
         self.tick(now)
 
     # --- time -----------------------------------------------------------------------------
@@ -384,20 +423,22 @@ class RouteExchange:
                 control = RouteControl(Mode.SYNC, receiver.table_id, receiver.epoch)
                 self._send(peer_id, control, "control", 0)
         for peer_id, sender in self._senders.items():
-            if sender.mode is not Mode.SYNC or sender.in_flight is not None:
-                continue
-            if now < sender.not_before:
-                continue
-            behind = sender.last_known_epoch < self.epoch
-            due = now - sender.last_sent >= (
-                self.min_interval if behind else self.broadcast_interval
-            )
-            if due:
+            due = self._sender_due(sender)
+            if due is not None and due <= now:
                 update = self._update_for(peer_id, sender)
                 sender.last_sent = now
                 sender.in_flight = self._send(peer_id, update, "update", update.to_epoch)
         # Always: something may have become due sooner than the app's timer thinks.
         self.wake()
+
+    def _sender_due(self, sender: _Sender) -> float | None:
+        """When this sender's next update is due (None: not while IDLE or one is in flight).
+        One expression for ``tick`` and ``next_due``, so the two never disagree."""
+        if sender.mode is not Mode.SYNC or sender.in_flight is not None:
+            return None
+        behind = sender.last_known_epoch < self._epoch
+        wait = self.min_interval if behind else self.broadcast_interval
+        return max(sender.last_sent + wait, sender.not_before)
 
     def next_due(self, now: float) -> float:
         """When ``tick`` next has something to do (at most a broadcast interval away)."""
@@ -406,10 +447,9 @@ class RouteExchange:
             if receiver.control_due is not None:
                 due = min(due, receiver.control_due)
         for sender in self._senders.values():
-            if sender.mode is Mode.SYNC and sender.in_flight is None:
-                behind = sender.last_known_epoch < self.epoch
-                wait = self.min_interval if behind else self.broadcast_interval
-                due = min(due, max(sender.last_sent + wait, sender.not_before))
+            sender_due = self._sender_due(sender)
+            if sender_due is not None:
+                due = min(due, sender_due)
         return max(due, now)
 
     def _send(self, peer_id: str, message: RouteControl | RouteUpdate, kind: str, to: int) -> int:
@@ -419,23 +459,41 @@ class RouteExchange:
         return self._tokens
 
     def _update_for(self, peer_id: str, sender: _Sender) -> RouteUpdate:
+        """The next update for a peer: up to 50 log entries from its epoch, fewer if they would
+        not fit in one packet's data (a single entry that cannot fit goes as a withdrawal)."""
         start = sender.last_known_epoch
-        count = min(MAX_EPOCHS_PER_UPDATE, self.epoch - start)
+        entries: list[tuple[int, tuple[str, RouteEntry | None]]] = []
+        end = self._epoch
+        for epoch, item in self._log.items():
+            if epoch < start:
+                continue
+            if len(entries) == MAX_EPOCHS_PER_UPDATE:
+                end = epoch
+                break
+            entries.append((epoch, item))
         while True:
-            update = self._build(peer_id, start, start + count)
-            if count <= 1 or len(update.encode()) <= MAX_UPDATE_BYTES:
+            update = self._build(peer_id, start, end, entries)
+            if len(update.encode()) <= MAX_UPDATE_BYTES:
                 return update
-            count //= 2
+            if len(entries) == 1:
+                prefix = entries[0][1][0]
+                return self._build(peer_id, start, end, [(entries[0][0], (prefix, None))])
+            half = len(entries) // 2
+            end = entries[half][0]
+            entries = entries[:half]
 
-    def _build(self, peer_id: str, start: int, end: int) -> RouteUpdate:
+    def _build(
+        self,
+        peer_id: str,
+        start: int,
+        end: int,
+        entries: list[tuple[int, tuple[str, RouteEntry | None]]],
+    ) -> RouteUpdate:
         account = self._accounts.get(peer_id)
         to_parent = account is not None and account.relation is Relation.PARENT
         new: list[CcpRoute] = []
         withdrawn: list[str] = []
-        for item in self._log[start:end]:
-            if item is None:
-                continue
-            prefix, entry = item
+        for _, (prefix, entry) in entries:
             if (
                 entry is None
                 or entry.next_hop == peer_id
@@ -446,7 +504,7 @@ class RouteExchange:
                 new.append(CcpRoute(prefix, entry.path, entry.auth))
         return RouteUpdate(
             self.table_id,
-            self.epoch,
+            self._epoch,
             start,
             end,
             self.hold_down_ms,
@@ -481,6 +539,7 @@ class RouteExchange:
             del self._best[prefix]
         else:
             self._best[prefix] = best
+        self._dirty.add(prefix)
         self._advertise(prefix, best)
         return True
 
@@ -499,46 +558,38 @@ class RouteExchange:
             return
         if previous is not None:
             old = previous[1]
+            if old is None and entry is None:
+                return
             if (
                 old is not None
                 and entry is not None
-                and (old.next_hop, old.path)
-                == (
-                    entry.next_hop,
-                    entry.path,
-                )
+                and (old.next_hop, old.path) == (entry.next_hop, entry.path)
             ):
                 return
-            if old is None and entry is None:
-                return
-            self._log[previous[0]] = None
-        self._advertised[prefix] = (len(self._log), entry)
-        self._log.append((prefix, entry))
-        if len(self._log) > 2 * len(self._advertised) + COMPACT_SLACK:
-            self._compact()
+            self._log.pop(previous[0], None)
+        epoch = self._epoch
+        self._epoch += 1
+        self._advertised[prefix] = (epoch, entry)
+        self._log[epoch] = (prefix, entry)
+        if entry is None:
+            self._withdrawals.append(epoch)
 
-    def _compact(self) -> None:
-        """Keep the log from growing with every change: a new table id (derived from the old
-        one), and a log of each prefix's latest entry only, less the withdrawals every peer has
-        acknowledged. Every peer then gets the whole table again from epoch 0, and a receiver
-        that sees the new id replaces what it had."""
-        acknowledged = min(
+    def _forget_withdrawals(self) -> None:
+        """Drop the withdrawals every peer in SYNC has acknowledged: a peer that asks later
+        starts from nothing and never had those routes."""
+        floor = min(
             (s.last_known_epoch for s in self._senders.values() if s.mode is Mode.SYNC),
-            default=len(self._log),
+            default=self._epoch,
         )
-        kept = sorted(
-            (index, prefix, entry)
-            for prefix, (index, entry) in self._advertised.items()
-            if entry is not None or index >= acknowledged
-        )
-        self._log = [(prefix, entry) for _, prefix, entry in kept]
-        self._advertised = {prefix: (i, entry) for i, (_, prefix, entry) in enumerate(kept)}
-        self.table_id = hashlib.sha256(b"compacted" + self.table_id).digest()[:16]
-        for sender in self._senders.values():
-            sender.last_known_epoch = 0
-            if sender.in_flight is not None:
-                self._pending.pop(sender.in_flight, None)
-                sender.in_flight = None
+        withdrawals = self._withdrawals
+        while withdrawals and withdrawals[0] < floor:
+            epoch = withdrawals.popleft()
+            item = self._log.get(epoch)
+            if item is not None and item[1] is None:
+                del self._log[epoch]
+                if self._advertised.get(item[0], (None,))[0] == epoch:
+                    del self._advertised[item[0]]
+            self._forgotten = max(self._forgotten, epoch + 1)
 
     def _advertisable(self, prefix: str, best: RouteEntry) -> bool:
         if not prefix.startswith(self.global_prefix + "."):
@@ -556,9 +607,24 @@ class RouteExchange:
             return None
         return RouteEntry("", parents[0], (), b"", "parent")
 
-    def _publish(self) -> None:
-        table = RoutingTable()
-        for entry in self.best_routes():
-            if entry.next_hop:
+    def _publish(self, rebuild: bool = False) -> None:
+        """Replace the table in use with one that has the changed prefixes (a copy: the old
+        table never changes under a packet). This node's own address routes to "" (F02)."""
+        if rebuild:
+            table = RoutingTable()
+            for entry in self.best_routes():
                 table.add(entry.prefix, entry.next_hop)
+        else:
+            if not self._dirty:
+                return
+            table = self._routes.table.copy()
+            for prefix in self._dirty:
+                best = self._best.get(prefix)
+                if best is not None:
+                    table.add(prefix, best.next_hop)
+                elif prefix == "" and (default := self._default()) is not None:
+                    table.add("", default.next_hop)
+                else:
+                    table.remove(prefix)
+        self._dirty.clear()
         self._routes.replace(table)

@@ -21,6 +21,11 @@ class RoutingTable:
             raise ValueError(f"invalid route prefix {prefix!r}")
         self._routes[prefix] = peer_id
 
+    def copy(self) -> RoutingTable:
+        table = RoutingTable()
+        table._routes = dict(self._routes)
+        return table
+
     def remove(self, prefix: str) -> None:
         self._routes.pop(prefix, None)
 
