@@ -120,6 +120,7 @@ async def test_the_openapi_document_describes_the_api(admin: Admin) -> None:
         "/accounts",
         "/accounts/{id}",
         "/accounts/{id}/balance",
+        "/rates",
         "/routes",
         "/routes/explain",
         "/openapi.json",

@@ -58,6 +58,7 @@ def test_the_pipeline_that_runs_is_the_documented_list() -> None:
         "peer_protocols",
         "incoming_balance",
         "route",
+        "rate",
         "max_packet_amount",
         "expiry",
         "outgoing_balance",

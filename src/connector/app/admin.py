@@ -8,6 +8,8 @@ log line carries the token.
 - ``GET /accounts``: every account; ``GET /accounts/{id}``: one;
 - ``PUT /accounts/{id}/balance`` ``{"balance": "-150"}``: an operator's correction, committed to
   the store before the answer, logged as ``admin_balance_set``;
+- ``GET /rates``, ``PUT /rates`` ``{"EUR": "1.25"}``: the prices in use; set some (audited,
+  ``admin_rate_set``), from the next packet on;
 - ``GET /routes``: the routing table and the route exchange with each peer;
   ``GET /routes/explain?destination=…``: which route a destination takes, and why;
 - ``GET /openapi.json``: this API, described.
@@ -15,6 +17,7 @@ log line carries the token.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,6 +27,7 @@ from aiohttp import web
 from connector.domain.accounts import Account, Accounts
 from connector.domain.ledger import Ledger
 from connector.domain.ports import LogSink
+from connector.domain.rates import RateBook, format_price, parse_price
 from connector.domain.route_exchange import RouteExchange
 from connector.domain.secret import Secret
 
@@ -120,6 +124,37 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/rates": {
+            "get": {
+                "summary": "the prices in use: price, source (config, url, admin), age, stale",
+                "responses": {
+                    "200": {"description": "the prices"},
+                    "401": {"description": "no or wrong bearer token"},
+                },
+            },
+            "put": {
+                "summary": "set these prices (others unchanged), from the next packet on; audited",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "additionalProperties": {
+                                    "type": "string",
+                                    "pattern": "^[0-9.eE+-]+$",
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {"description": "the prices, after the change"},
+                    "400": {"description": "not a map of asset codes to positive decimal prices"},
+                    "401": {"description": "no or wrong bearer token"},
+                },
+            },
+        },
         "/routes": {
             "get": {
                 "summary": "the routing table: prefix, next hop, path, source (configured, local, "
@@ -158,8 +193,10 @@ class AdminApi:
         host: str = "127.0.0.1",
         port: int = 7780,
         routing: RouteExchange | None = None,
+        rates: RateBook | None = None,
     ) -> None:
         self._routing = routing
+        self._rates = rates
         self._ledger = ledger
         self._accounts = accounts
         self._is_connected = is_connected
@@ -183,6 +220,8 @@ class AdminApi:
         app.router.add_get("/accounts", self._list)
         app.router.add_get("/accounts/{id}", self._get)
         app.router.add_put("/accounts/{id}/balance", self._set_balance)
+        app.router.add_get("/rates", self._get_rates)
+        app.router.add_put("/rates", self._put_rates)
         app.router.add_get("/routes", self._routes)
         app.router.add_get("/routes/explain", self._explain)
         app.router.add_get("/openapi.json", self._openapi)
@@ -262,6 +301,60 @@ class AdminApi:
             remoteAddress=request.remote,
         )
         return web.json_response(self._describe(account))
+
+    def _book(self) -> RateBook:
+        if self._rates is None:
+            raise web.HTTPNotFound(text='{"error": "no rates"}', content_type="application/json")
+        return self._rates
+
+    def _describe_rates(self) -> dict[str, Any]:
+        book = self._book()
+        now = book.now()
+        return {
+            "spread": format_price(book.spread) if book.spread else "0",
+            "maxAgeSeconds": book.max_age,
+            "prices": {
+                code: {
+                    "price": format_price(price.value),
+                    "source": price.source,
+                    "ageSeconds": round(now - price.set_at, 3),
+                    "stale": book.is_stale(price, now),
+                }
+                for code, price in sorted(book.prices().items())
+            },
+        }
+
+    async def _get_rates(self, request: web.Request) -> web.Response:
+        return web.json_response(self._describe_rates())
+
+    async def _put_rates(self, request: web.Request) -> web.Response:
+        book = self._book()
+        try:
+            # Numbers as their decimal text: a price is exact, never a float.
+            body = json.loads(await request.text(), parse_float=str, parse_int=str)
+            if not isinstance(body, dict) or not body:
+                raise ValueError("expected a JSON object of asset codes to prices")
+            prices = {}
+            for code, text in body.items():
+                if not isinstance(code, str) or not 1 <= len(code) <= 16:
+                    raise ValueError(f"asset code {code!r} must be 1-16 characters")
+                if not isinstance(text, str):
+                    raise ValueError(f"price of {code} must be a decimal string or number")
+                prices[code] = parse_price(text)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)[:200]}, status=400)
+        before = book.prices()
+        book.set_prices(prices, "admin")
+        for code, value in sorted(prices.items()):
+            old = before.get(code)
+            self._log.warning(
+                "admin_rate_set",
+                asset=code,
+                before=format_price(old.value) if old else None,
+                after=format_price(value),
+                remoteAddress=request.remote,
+            )
+        return web.json_response(self._describe_rates())
 
     def _exchange(self) -> RouteExchange:
         if self._routing is None:

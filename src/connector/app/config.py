@@ -7,6 +7,8 @@ and bad values stop start-up with ``ConfigurationError`` naming the file, the fi
 
 from __future__ import annotations
 
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +20,7 @@ from connector.domain.auth import is_valid_peer_id
 from connector.domain.errors import ConfigurationError
 from connector.domain.ilp.address import is_valid_address
 from connector.domain.oer import UINT64_MAX
+from connector.domain.rates import parse_price
 
 
 def valid_ilp_address(value: str) -> str:
@@ -73,9 +76,54 @@ class RoutingConfig(_Strict):
     broadcast_interval_ms: int = Field(30_000, ge=1_000, le=3_600_000)
 
 
+class RatesConfig(_Strict):
+    """Exchange rates between peers' assets (README, "Exchange rates"). Prices are decimal
+    strings: what one whole unit of each asset is worth in a common unit."""
+
+    backend: Literal["static", "url"] = "static"
+    prices: dict[str, str] = {}
+    url: str | None = None
+    poll_seconds: float = Field(60.0, gt=0, le=86_400)
+    max_age_seconds: float | None = Field(None, gt=0, le=30 * 86_400)
+    spread: str = "0"
+
+    @field_validator("prices")
+    @classmethod
+    def _prices(cls, value: dict[str, str]) -> dict[str, str]:
+        for code, price in value.items():
+            if not 1 <= len(code) <= 16:
+                raise ValueError(f"asset code {code!r} must be 1-16 characters")
+            try:
+                parse_price(price)
+            except ValueError as exc:
+                raise ValueError(f"{code}: {exc}") from None
+        return value
+
+    @field_validator("spread")
+    @classmethod
+    def _spread(cls, value: str) -> str:
+        try:
+            spread = Fraction(Decimal(value))
+        except (InvalidOperation, ValueError):
+            raise ValueError("must be a decimal string such as '0.002'") from None
+        if not 0 <= spread < 1:
+            raise ValueError("must be at least 0 and below 1")
+        return value
+
+    @model_validator(mode="after")
+    def _source(self) -> RatesConfig:
+        if self.backend == "url" and not self.url:
+            raise ValueError("rates.url is needed with backend: url")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError("rates.url must be an http:// or https:// URL")
+        return self
+
+
 class PeerConfig(_Strict):
     id: str
     relation: Literal["child", "peer", "parent"]
+    #: Its asset (default: the node's): balances, limits and IL-DCP are in its units.
+    asset: AssetConfig | None = None
     url: str | None = None
     username: str | None = None
     max_packet_amount: int | None = Field(None, ge=0, le=UINT64_MAX)
@@ -142,6 +190,7 @@ class ConnectorConfig(_Strict):
     store: StoreConfig = StoreConfig()
     admin: AdminConfig = AdminConfig()
     routing: RoutingConfig = RoutingConfig()
+    rates: RatesConfig = RatesConfig()
     peers: list[PeerConfig] = []
     routes: list[RouteConfig] = []
 

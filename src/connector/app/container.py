@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -27,11 +29,12 @@ from connector.adapters.websockets_transport import WebsocketsDialer, Websockets
 from connector.app.admin import AdminApi
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
-from connector.app.config import PeerConfig, RouteConfig
+from connector.app.config import PeerConfig, RatesConfig, RouteConfig
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode
 from connector.app.postgres_store import PostgresStore, default_instance, is_postgres_url
+from connector.app.rates_source import UrlRates
 from connector.app.routing import RouteBroadcaster
 from connector.app.store import GroupCommit, SqliteStore, check_store_url, sqlite_path
 from connector.domain.accounts import Account, Accounts, Asset
@@ -52,6 +55,7 @@ from connector.domain.forwarding import (
 from connector.domain.ledger import IncomingBalance, Ledger, OutgoingBalance
 from connector.domain.pipeline import Pipeline, Step
 from connector.domain.ports import Clock, Dialer, LogSink, SecretStore
+from connector.domain.rates import Rate, RateBook, parse_price
 from connector.domain.route_exchange import RouteExchange
 from connector.domain.routing import Routes
 from connector.domain.secret import Secret
@@ -85,7 +89,7 @@ def build_accounts(
             Account.of(
                 p.id,
                 p.relation,
-                asset,
+                Asset(p.asset.code, p.asset.scale) if p.asset else asset,
                 max_packet_amount=p.max_packet_amount,
                 balance_minimum=p.balance.minimum,
                 balance_maximum=p.balance.maximum,
@@ -154,6 +158,7 @@ def build_admin(
     host: str,
     port: int,
     routing: RouteExchange | None = None,
+    rates: RateBook | None = None,
 ) -> AdminApi | None:
     """The admin API, when ``CONNECTOR_ADMIN_TOKEN`` is set (read here, never a setting)."""
     token = os.environ.get("CONNECTOR_ADMIN_TOKEN", "")
@@ -161,8 +166,25 @@ def build_admin(
         return None
     return AdminApi(
         ledger, accounts, links.is_connected, node.known_peers, Secret(token.encode()), log,
-        host, port, routing,
+        host, port, routing, rates,
     )  # fmt: skip
+
+
+def build_rate_book(rates: dict[str, Any], clock: Clock) -> RateBook:
+    """The prices of the file (``rates.prices``) and its spread; with ``backend: url`` the
+    poller fills the rest and prices age out after ``max_age_seconds``."""
+    config = RatesConfig.model_validate(rates)
+    book = RateBook(clock.monotonic, Fraction(Decimal(config.spread)), config.max_age_seconds)
+    if config.prices:
+        book.set_prices({c: parse_price(p) for c, p in config.prices.items()}, "config")
+    return book
+
+
+def build_rate_source(rates: dict[str, Any], book: RateBook, log: LogSink) -> UrlRates | None:
+    config = RatesConfig.model_validate(rates)
+    if config.backend != "url" or config.url is None:
+        return None
+    return UrlRates(book, config.url, config.poll_seconds, log)
 
 
 def build_steps(
@@ -174,6 +196,7 @@ def build_steps(
     rules: ForwardingRules,
     log: LogSink,
     routing: RouteExchange | None = None,
+    rates: RateBook | None = None,
 ) -> list[Step]:
     """The pipeline's steps, outermost first: this list is what runs."""
     address = accounts.ilp_address
@@ -181,8 +204,9 @@ def build_steps(
         # incoming, per sender account
         PeerProtocols(accounts, clock, routing),
         IncomingBalance(ledger, address),
-        # routing: chooses the next-hop account
+        # routing: chooses the next-hop account, and the amount in its asset
         Route(accounts, routes),
+        Rate(rates or RateBook(clock.monotonic), address),
         # outgoing, per next-hop account
         MaxPacketAmount(address),
         Expiry(address, clock, rules),
@@ -264,6 +288,10 @@ class Container(containers.DeclarativeContainer):
         table_id=providers.Callable(lambda: uuid.uuid4().bytes),  # new at every start
         broadcast_interval=config.broadcast_interval,
     )
+    rate_book = providers.Singleton(build_rate_book, rates=config.rates, clock=clock)
+    rate_source = providers.Singleton(
+        build_rate_source, rates=config.rates, book=rate_book, log=log
+    )
     steps = providers.Singleton(
         build_steps,
         accounts=accounts,
@@ -274,6 +302,7 @@ class Container(containers.DeclarativeContainer):
         rules=rules,
         log=log,
         routing=route_exchange,
+        rates=rate_book,
     )
     pipeline = providers.Singleton(
         Pipeline, steps=steps, ilp_address=config.ilp_address, spawn=links.provided.spawn, log=log
@@ -369,4 +398,5 @@ class Container(containers.DeclarativeContainer):
         host=config.admin_host,
         port=config.admin_port,
         routing=route_exchange,
+        rates=rate_book,
     )

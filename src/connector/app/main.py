@@ -48,6 +48,9 @@ async def serve(container: Container) -> None:
         await open_store(ledger)
         opened = True
         await node.start()
+        rates = container.rate_source()
+        if rates is not None:
+            rates.start()
         if admin is None:
             log.info("admin_api_disabled", reason="CONNECTOR_ADMIN_TOKEN is not set")
         else:
@@ -62,6 +65,9 @@ async def serve(container: Container) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
         await node.shutdown()
+        rate_source = container.rate_source()
+        if rate_source is not None:
+            await rate_source.stop()
         if admin is not None:
             await admin.stop()
         if opened:

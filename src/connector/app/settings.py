@@ -88,6 +88,7 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         store_url=settings.store_url or base.store.url,
         store_instance=settings.store_instance or base.store.instance,
         broadcast_interval=base.routing.broadcast_interval_ms / 1000,
+        rates=base.rates.model_dump(),
         admin_host=base.admin.host,
         admin_port=base.admin.port,
         open_children=file is None,
