@@ -164,3 +164,30 @@ def test_the_default_store_is_a_file_in_the_working_directory_and_the_environmen
     path.write_text("store: {url: 'mysql://x'}\n")
     with pytest.raises(ConfigurationError, match=r"store\.url"):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("rates", "problem"),
+    [
+        ("{spread: '1'}", "spread"),
+        ("{spread: 'lots'}", "spread"),
+        ("{prices: {EUR: '-1'}}", "EUR"),
+        ("{prices: {EUR: 'abc'}}", "EUR"),
+        ("{backend: url}", "rates.url is needed"),
+        ("{backend: url, url: 'ftp://x'}", "http"),
+        ("{backend: other}", "backend"),
+    ],
+)
+def test_bad_rates_are_refused_naming_the_field(tmp_path: Path, rates: str, problem: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"rates: {rates}\n")
+    with pytest.raises(ConfigurationError, match=problem):
+        load_config(path)
+
+
+def test_a_peer_has_its_own_asset(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("peers: [{id: a, relation: child, asset: {code: EUR, scale: 2}}]\n")
+    (peer,) = load_config(path).peers
+    assert peer.asset is not None
+    assert (peer.asset.code, peer.asset.scale) == ("EUR", 2)

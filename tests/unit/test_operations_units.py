@@ -104,3 +104,19 @@ def test_check_config_reports_a_store_it_cannot_use(tmp_path: Path) -> None:
     ok, lines = check(path, {"CONNECTOR_STORE_URL": f"sqlite:///{corrupt}"})
     assert not ok
     assert "bad.sqlite3" in "\n".join(lines)
+
+
+def test_check_config_shows_assets_and_rates_and_warns_of_a_missing_price(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "rates: {prices: {USD: '1'}, spread: '0.002'}\n"
+        "peers:\n"
+        "  - {id: alice, relation: child, asset: {code: EUR, scale: 2}}\n"
+        "  - {id: bob, relation: child}\n"
+    )
+    ok, lines = check(path, {"BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b"})
+    text = "\n".join(lines)
+    assert ok, text  # a missing price is a warning: it can be set at runtime
+    assert "asset EUR/2" in text
+    assert "rates: static (file), prices USD, spread 0.002" in text
+    assert "warning: no price for EUR" in text

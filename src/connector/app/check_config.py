@@ -84,6 +84,11 @@ def _report(
         low, high = peer.balance.minimum, peer.balance.maximum
         if low is not None or high is not None:
             limit += f", balance {'' if low is None else low}..{'' if high is None else high}"
+        if peer.asset is not None and (peer.asset.code, peer.asset.scale) != (
+            config.asset.code,
+            config.asset.scale,
+        ):
+            limit += f", asset {peer.asset.code}/{peer.asset.scale}"
         by_relation = peer.relation != "child"
         sends = by_relation if peer.routing.send is None else peer.routing.send
         receives = by_relation if peer.routing.receive is None else peer.routing.receive
@@ -95,6 +100,19 @@ def _report(
             f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, "
             f"secret {secret_variable(peer.id)}: {'set' if has_secret else 'MISSING'}"
         )
+    rates = config.rates
+    codes = {config.asset.code} | {p.asset.code for p in config.peers if p.asset is not None}
+    source = rates.url if rates.backend == "url" else "file"
+    lines.append(
+        f"rates: {rates.backend} ({source}), prices {' '.join(sorted(rates.prices)) or 'none'}, "
+        f"spread {rates.spread}"
+    )
+    if len(codes) > 1 and rates.backend == "static":
+        for code in sorted(codes - set(rates.prices)):
+            lines.append(
+                f"  warning: no price for {code}: packets between {code} and other assets get "
+                "T00 until one is set (rates.prices or PUT /rates)"
+            )
     routes = [(f"{config.ilp_address}.{p.id}", p.id) for p in config.peers if p.relation == "child"]
     parents = [p.id for p in config.peers if p.relation == "parent"]
     routes += [("(default)", parents[0])] if parents else []
