@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import ClassVar
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.domain.accounts import Account, Asset, Relation
-from connector.domain.ilp.packets import IlpErrorCode, Reject
+from connector.domain.accounts import Account, Accounts, Asset, Relation
+from connector.domain.forwarding import MaxPacketAmount, Route
+from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject
+from connector.domain.ledger import IncomingBalance, Ledger, OutgoingBalance
 from connector.domain.oer import UINT64_MAX
 from connector.domain.pipeline import PacketRequest, Pipeline
 from connector.domain.rates import Rate, RateBook, format_price, parse_price
+from connector.domain.routing import Routes
 from tests.fakes import make_prepare
 from tests.unit.test_pipeline import RecordingOrigin, no_spawn
 
@@ -164,3 +168,46 @@ def test_the_step_refuses_what_it_cannot_convert() -> None:
     # What the sender may send, in its own units: that much converts within u64.
     assert book().convert(maximum, USD2, USD9) <= UINT64_MAX  # type: ignore[operator]
     assert book().convert(maximum + 1, USD2, USD9) > UINT64_MAX  # type: ignore[operator]
+
+
+class FulfillAll:
+    name: ClassVar[str] = "fulfill_all"
+
+    def on_prepare(self, req: PacketRequest) -> Fulfill:
+        self.last = req.amount_out
+        return Fulfill(bytes(32), b"")
+
+
+def test_balances_are_held_in_each_peers_own_units_and_f08_compares_the_converted_amount() -> None:
+    alice = Account.of("alice", Relation.CHILD, USD2)
+    bob = Account.of("bob", Relation.CHILD, EUR2, max_packet_amount=50)
+    accounts = Accounts("test.me", [alice, bob])
+    routes = Routes(accounts.routing_table())
+    ledger = Ledger()
+    end = FulfillAll()
+    pipeline = Pipeline(
+        [
+            IncomingBalance(ledger, "test.me"),
+            Route(accounts, routes),
+            Rate(book(), "test.me"),
+            MaxPacketAmount("test.me"),
+            OutgoingBalance(ledger, "test.me"),
+            end,
+        ],
+        "test.me",
+        no_spawn,
+    )
+    origin = RecordingOrigin()
+    pipeline.handle(origin, 1, alice, make_prepare(destination="test.me.bob.x", amount=60), None)
+    assert end.last == 48  # 60 cents are 48 euro cents
+    assert (ledger.position("alice").balance, ledger.position("bob").balance) == (60, -48)
+    pipeline.handle(origin, 2, alice, make_prepare(destination="test.me.bob.x", amount=100), None)
+    reject = origin.replies[-1]
+    assert isinstance(reject, Reject)
+    assert reject.code == IlpErrorCode.F08_AMOUNT_TOO_LARGE
+    # Both amounts in bob's units: their ratio is what a sender scales its packets down by.
+    assert (int.from_bytes(reject.data[:8], "big"), int.from_bytes(reject.data[8:], "big")) == (
+        80,
+        50,
+    )
+    assert ledger.position("alice").incoming == 0  # released
