@@ -147,8 +147,8 @@ class Rate:
         assert next_hop is not None
         src, dst = req.source.asset, next_hop.asset
         book = self._book
-        if src == dst and book.identity:
-            return None  # amount_out stays the Prepare's amount
+        if (src is dst or src == dst) and book.identity:
+            return None  # amount_out stays the Prepare's amount (peers share the node's asset)
         amount = req.prepare.amount
         factor = book.factor(src, dst)
         if factor is None:
