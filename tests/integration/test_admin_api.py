@@ -36,12 +36,18 @@ class Admin:
         self.base = f"http://{api.address}"
 
     async def call(
-        self, method: str, path: str, token: str | None = TOKEN, body: Any = None
+        self,
+        method: str,
+        path: str,
+        token: str | None = TOKEN,
+        body: Any = None,
+        raw: str | None = None,
     ) -> tuple[int, Any, str]:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        sent: dict[str, Any] = {"json": body} if raw is None else {"data": raw.encode()}
         async with (
             aiohttp.ClientSession() as session,
-            session.request(method, self.base + path, headers=headers, json=body) as response,
+            session.request(method, self.base + path, headers=headers, **sent) as response,
         ):
             text = await response.text()
             try:
@@ -167,3 +173,33 @@ async def test_without_a_token_the_admin_api_does_not_start(
         runtime_config(Settings(transport="memory"), ConnectorConfig.model_validate(CONFIG))
     )
     assert container.admin() is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"EUR": "-1"}',
+        '{"E R": "1"}',
+        "[]",
+        "{}",
+        '{"EUR": null}',
+        "[" * 2000,
+        '{"EUR": "1e-9999999"}',
+    ],
+)
+async def test_put_rates_refuses_what_is_not_a_map_of_codes_to_prices(
+    admin: Admin, body: str
+) -> None:
+    status, answer, _ = await admin.call("PUT", "/rates", raw=body)
+    assert status == 400, answer
+
+
+async def test_put_rates_sets_prices_and_is_audited(admin: Admin) -> None:
+    status, body, _ = await admin.call("PUT", "/rates", raw='{"EUR": "1.25", "JPY": 0.0067}')
+    assert status == 200
+    assert body["prices"]["EUR"]["price"] == "1.25"
+    assert body["prices"]["JPY"]["price"] == "0.0067"  # a JSON number, read exactly
+    assert [r["asset"] for r in admin.log.records if r["event"] == "admin_rate_set"] == [
+        "EUR",
+        "JPY",
+    ]

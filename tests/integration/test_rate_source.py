@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from fractions import Fraction
 
@@ -10,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from connector.app.rates_source import UrlRates, prices_of
+from connector.app.rates_source import UrlRates, prices_of, shown_url
 from connector.domain.accounts import Asset
 from connector.domain.rates import RateBook
 from tests.fakes import RecordingLogSink
@@ -79,6 +80,41 @@ async def test_the_poller_runs_until_stopped(server: tuple[str, list[bytes]]) ->
     assert "JPY" in book.prices()
 
 
+async def test_a_large_document_arriving_in_many_pieces_is_read_whole() -> None:
+    codes = {f"C{i:05}": "1.5" for i in range(20_000)}  # about 400 KB
+    body = json.dumps({"base": "USD", "rates": codes}).encode()
+
+    async def rates(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for i in range(0, len(body), 4096):
+            await response.write(body[i : i + 4096])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/r", rates)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        book = RateBook(Clock())
+        source = UrlRates(book, f"http://{host}:{port}/r?api_key=hunter2", 60, RecordingLogSink())
+        async with aiohttp.ClientSession() as session:
+            assert await source.fetch(session)
+        assert len(book.prices()) == 20_001
+    finally:
+        await runner.cleanup()
+
+
+def test_logs_show_the_url_without_its_secrets() -> None:
+    assert shown_url("https://u:pw@rates.example:8443/v1/latest?api_key=k") == (
+        "https://rates.example:8443/v1/latest"
+    )
+
+
 @pytest.mark.parametrize(
     "document",
     [
@@ -88,6 +124,8 @@ async def test_the_poller_runs_until_stopped(server: tuple[str, list[bytes]]) ->
         {"base": "USD", "rates": {"EUR": "0"}},
         {"base": "USD", "rates": {"": "1"}},
         {"base": "USD", "rates": {"EUR": None}},
+        {"base": "USD", "rates": {"E R": "1"}},
+        {"base": "USD", "rates": {"EUR": "1e-99999999"}},
     ],
 )
 def test_malformed_documents_are_refused(document: object) -> None:

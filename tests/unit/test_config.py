@@ -176,6 +176,10 @@ def test_the_default_store_is_a_file_in_the_working_directory_and_the_environmen
         ("{backend: url}", "rates.url is needed"),
         ("{backend: url, url: 'ftp://x'}", "http"),
         ("{backend: other}", "backend"),
+        ("{spread: 'Infinity'}", "spread"),
+        ("{spread: '1e-3000000'}", "spread"),
+        ("{prices: {'E R': '1'}}", "asset code"),
+        ("{backend: url, url: 'https://u:p@x/r'}", "credentials"),
     ],
 )
 def test_bad_rates_are_refused_naming_the_field(tmp_path: Path, rates: str, problem: str) -> None:

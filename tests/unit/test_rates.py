@@ -102,6 +102,7 @@ def test_the_spread_applies_to_every_conversion_the_same_asset_included() -> Non
 def test_a_missing_or_stale_price_converts_nothing() -> None:
     clock = Clock()
     rates = book(max_age=60, clock=clock)
+    rates.set_prices({"EUR": parse_price("1.25")}, "url")  # only prices from a URL age
     assert rates.convert(100, USD2, Asset("XAU", 2)) is None
     assert rates.convert(100, USD2, EUR2) == 80
     clock.now = 61
@@ -211,3 +212,21 @@ def test_balances_are_held_in_each_peers_own_units_and_f08_compares_the_converte
         50,
     )
     assert ledger.position("alice").incoming == 0  # released
+
+
+def test_prices_from_the_file_or_an_operator_never_age() -> None:
+    clock = Clock()
+    rates = book(max_age=60, clock=clock)
+    clock.now = 10_000
+    assert rates.convert(100, USD2, EUR2) == 80
+
+
+@pytest.mark.parametrize("text", ["1e-30000000", "1e999999999", "1" * 41, "0." + "0" * 50 + "1"])
+def test_prices_beyond_forty_digits_or_exponents_are_refused_at_once(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_price(text)
+
+
+def test_a_price_without_a_decimal_form_prints_as_a_fraction() -> None:
+    assert format_price(Fraction(1, 150)) == "1/150"
+    assert format_price(Fraction(1, 3)) == "1/3"

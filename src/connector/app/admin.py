@@ -27,7 +27,7 @@ from aiohttp import web
 from connector.domain.accounts import Account, Accounts
 from connector.domain.ledger import Ledger
 from connector.domain.ports import LogSink
-from connector.domain.rates import RateBook, format_price, parse_price
+from connector.domain.rates import RateBook, format_price, parse_price, valid_asset_code
 from connector.domain.route_exchange import RouteExchange
 from connector.domain.secret import Secret
 
@@ -141,8 +141,9 @@ OPENAPI: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "additionalProperties": {
-                                    "type": "string",
-                                    "pattern": "^[0-9.eE+-]+$",
+                                    "description": "a positive decimal, as a string (or a "
+                                    "JSON number, read as its decimal text)",
+                                    "type": ["string", "number"],
                                 },
                             }
                         }
@@ -331,18 +332,19 @@ class AdminApi:
         book = self._book()
         try:
             # Numbers as their decimal text: a price is exact, never a float.
-            body = json.loads(await request.text(), parse_float=str, parse_int=str)
+            body = json.loads(await request.read(), parse_float=str, parse_int=str)
             if not isinstance(body, dict) or not body:
                 raise ValueError("expected a JSON object of asset codes to prices")
             prices = {}
             for code, text in body.items():
-                if not isinstance(code, str) or not 1 <= len(code) <= 16:
-                    raise ValueError(f"asset code {code!r} must be 1-16 characters")
+                if not valid_asset_code(code):
+                    raise ValueError(f"asset code {str(code)[:20]!r}: 1-16 of A-Z a-z 0-9 . _ -")
                 if not isinstance(text, str):
                     raise ValueError(f"price of {code} must be a decimal string or number")
                 prices[code] = parse_price(text)
-        except ValueError as exc:
-            return web.json_response({"error": str(exc)[:200]}, status=400)
+        except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+            message = str(exc)[:200] if isinstance(exc, ValueError) else "not a JSON object"
+            return web.json_response({"error": message}, status=400)
         before = book.prices()
         book.set_prices(prices, "admin")
         for code, value in sorted(prices.items()):

@@ -15,6 +15,7 @@ from pathlib import Path
 from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
 from connector.app.config import ConnectorConfig, load_config
 from connector.app.postgres_store import default_instance, is_postgres_url, redact
+from connector.app.rates_source import shown_url
 from connector.app.store import store_problem
 from connector.domain.errors import ConfigurationError
 
@@ -102,11 +103,16 @@ def _report(
         )
     rates = config.rates
     codes = {config.asset.code} | {p.asset.code for p in config.peers if p.asset is not None}
-    source = rates.url if rates.backend == "url" else "file"
+    source = shown_url(rates.url) if rates.backend == "url" and rates.url else "file"
     lines.append(
         f"rates: {rates.backend} ({source}), prices {' '.join(sorted(rates.prices)) or 'none'}, "
         f"spread {rates.spread}"
     )
+    if rates.backend == "url":
+        lines.append(
+            f"  URL prices count for {rates.effective_max_age:g} s after each fetch "
+            "(rates.max_age_seconds; default three polls)"
+        )
     if len(codes) > 1 and rates.backend == "static":
         for code in sorted(codes - set(rates.prices)):
             lines.append(

@@ -7,8 +7,6 @@ and bad values stop start-up with ``ConfigurationError`` naming the file, the fi
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
-from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +18,7 @@ from connector.domain.auth import is_valid_peer_id
 from connector.domain.errors import ConfigurationError
 from connector.domain.ilp.address import is_valid_address
 from connector.domain.oer import UINT64_MAX
-from connector.domain.rates import parse_price
+from connector.domain.rates import parse_decimal, parse_price, valid_asset_code
 
 
 def valid_ilp_address(value: str) -> str:
@@ -45,7 +43,7 @@ class BtpServerConfig(_Strict):
 
 
 class AssetConfig(_Strict):
-    code: str = Field("USD", min_length=1, max_length=16)
+    code: str = Field("USD", pattern=r"^[A-Za-z0-9._-]{1,16}$")
     scale: int = Field(9, ge=0, le=255)
 
 
@@ -91,8 +89,8 @@ class RatesConfig(_Strict):
     @classmethod
     def _prices(cls, value: dict[str, str]) -> dict[str, str]:
         for code, price in value.items():
-            if not 1 <= len(code) <= 16:
-                raise ValueError(f"asset code {code!r} must be 1-16 characters")
+            if not valid_asset_code(code):
+                raise ValueError(f"asset code {code!r}: 1-16 of A-Z a-z 0-9 . _ -")
             try:
                 parse_price(price)
             except ValueError as exc:
@@ -103,8 +101,8 @@ class RatesConfig(_Strict):
     @classmethod
     def _spread(cls, value: str) -> str:
         try:
-            spread = Fraction(Decimal(value))
-        except (InvalidOperation, ValueError):
+            spread = parse_decimal(value)
+        except ValueError:
             raise ValueError("must be a decimal string such as '0.002'") from None
         if not 0 <= spread < 1:
             raise ValueError("must be at least 0 and below 1")
@@ -116,7 +114,16 @@ class RatesConfig(_Strict):
             raise ValueError("rates.url is needed with backend: url")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError("rates.url must be an http:// or https:// URL")
+        if self.url is not None and "@" in self.url.split("/")[2]:
+            raise ValueError("rates.url must not carry credentials")
         return self
+
+    @property
+    def effective_max_age(self) -> float | None:
+        """How long a price from the URL counts: ``max_age_seconds``, or three polls."""
+        if self.backend != "url":
+            return None
+        return self.max_age_seconds or 3 * self.poll_seconds
 
 
 class PeerConfig(_Strict):

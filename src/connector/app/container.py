@@ -15,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -55,7 +53,7 @@ from connector.domain.forwarding import (
 from connector.domain.ledger import IncomingBalance, Ledger, OutgoingBalance
 from connector.domain.pipeline import Pipeline, Step
 from connector.domain.ports import Clock, Dialer, LogSink, SecretStore
-from connector.domain.rates import Rate, RateBook, parse_price
+from connector.domain.rates import Rate, RateBook, parse_decimal, parse_price
 from connector.domain.route_exchange import RouteExchange
 from connector.domain.routing import Routes
 from connector.domain.secret import Secret
@@ -174,7 +172,7 @@ def build_rate_book(rates: dict[str, Any], clock: Clock) -> RateBook:
     """The prices of the file (``rates.prices``) and its spread; with ``backend: url`` the
     poller fills the rest and prices age out after ``max_age_seconds``."""
     config = RatesConfig.model_validate(rates)
-    book = RateBook(clock.monotonic, Fraction(Decimal(config.spread)), config.max_age_seconds)
+    book = RateBook(clock.monotonic, parse_decimal(config.spread), config.effective_max_age)
     if config.prices:
         book.set_prices({c: parse_price(p) for c, p in config.prices.items()}, "config")
     return book

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import signal
 import sys
@@ -64,12 +65,16 @@ async def serve(container: Container) -> None:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
-        await node.shutdown()
-        rate_source = container.rate_source()
-        if rate_source is not None:
-            await rate_source.stop()
-        if admin is not None:
-            await admin.stop()
+        # Each step on its own: one that fails must not skip the store's close.
+        try:
+            await node.shutdown()
+        finally:
+            rate_source = container.rate_source()
+            if rate_source is not None:
+                await rate_source.stop()
+            if admin is not None:
+                with contextlib.suppress(Exception):
+                    await admin.stop()
         if opened:
             await close_store(ledger)
 

@@ -11,11 +11,12 @@ import contextlib
 import json
 from fractions import Fraction
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
 from connector.domain.ports import LogSink
-from connector.domain.rates import RateBook, parse_price
+from connector.domain.rates import RateBook, parse_price, valid_asset_code
 
 #: The most of a rates document read (a few thousand currencies fit in far less).
 MAX_DOCUMENT = 1 << 20
@@ -26,16 +27,24 @@ def prices_of(document: Any) -> dict[str, Fraction]:
     if not isinstance(document, dict) or not isinstance(document.get("rates"), dict):
         raise ValueError('expected {"base": "<code>", "rates": {"<code>": <rate>, ...}}')
     base = document.get("base")
-    if not isinstance(base, str) or not 1 <= len(base) <= 16:
+    if not valid_asset_code(base):
         raise ValueError("base must be an asset code")
-    prices = {base: Fraction(1)}
+    prices: dict[str, Fraction] = {str(base): Fraction(1)}
     for code, rate in document["rates"].items():
-        if not isinstance(code, str) or not 1 <= len(code) <= 16:
-            raise ValueError(f"asset code {code!r} must be 1-16 characters")
+        if not valid_asset_code(code):
+            raise ValueError(f"asset code {str(code)[:20]!r}: 1-16 of A-Z a-z 0-9 . _ -")
         if not isinstance(rate, str):
             raise ValueError(f"rate of {code} must be a number")
         prices[code] = 1 / parse_price(rate)
     return prices
+
+
+def shown_url(url: str) -> str:
+    """``url`` as logs show it: no query string (where API keys go), no user-info."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class UrlRates:
@@ -49,6 +58,7 @@ class UrlRates:
         self._timeout = timeout
         self._task: asyncio.Task[None] | None = None
         self.fetches = 0
+        self._shown = shown_url(url)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="rates")
@@ -56,31 +66,43 @@ class UrlRates:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(BaseException):  # shutdown goes on whatever it was
                 await self._task
 
     async def _run(self) -> None:
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             while True:
-                await self.fetch(session)
+                try:
+                    await self.fetch(session)
+                except Exception as exc:  # never a silent end: logged, and the next poll comes
+                    self._log.error("rates_fetch_failed", url=self._shown, error=type(exc).__name__)
                 await asyncio.sleep(self._every)
 
     async def fetch(self, session: aiohttp.ClientSession) -> bool:
         try:
-            async with session.get(self._url) as response:
+            async with session.get(self._url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise ValueError(f"HTTP {response.status}")
-                raw = await response.content.read(MAX_DOCUMENT + 1)
-                if len(raw) > MAX_DOCUMENT:
-                    raise ValueError("document too large")
+                raw = bytearray()
+                async for chunk in response.content.iter_chunked(65536):
+                    raw += chunk
+                    if len(raw) > MAX_DOCUMENT:
+                        raise ValueError("document too large")
             # Numbers as their decimal text: exact, never a float.
-            document = json.loads(raw, parse_float=str, parse_int=str)
+            document = json.loads(bytes(raw), parse_float=str, parse_int=str)
             prices = prices_of(document)
-        except (aiohttp.ClientError, TimeoutError, ValueError, UnicodeDecodeError) as exc:
-            self._log.warning("rates_fetch_failed", url=self._url, error=str(exc)[:200])
+        except (
+            aiohttp.ClientError,
+            TimeoutError,
+            ValueError,
+            UnicodeDecodeError,
+            RecursionError,
+        ) as exc:
+            detail = str(exc).replace(self._url, self._shown)[:200]
+            self._log.warning("rates_fetch_failed", url=self._shown, error=detail)
             return False
         self._book.set_prices(prices, "url")
         self.fetches += 1
-        self._log.info("rates_fetched", url=self._url, assets=len(prices))
+        self._log.info("rates_fetched", url=self._shown, assets=len(prices))
         return True

@@ -10,7 +10,8 @@ In pipeline order (``app/container.py`` lists them; the order test reads that li
 - ``Send``: hands the Prepare to the next hop's link (T01 when it is not connected, T03 when it
   does not read); the link answers R00 when the outgoing expiry passes first.
 
-Amounts pass 1:1 (no exchange rates yet). Rejects created here carry ``triggeredBy`` = this node;
+The ``rate`` step (``rates.py``) sits between ``Route`` and ``MaxPacketAmount``: it sets the
+outgoing amount in the next hop's asset. Rejects created here carry ``triggeredBy`` = this node;
 Rejects from downstream go back unchanged.
 """
 

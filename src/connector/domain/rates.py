@@ -18,6 +18,7 @@ Pure: the clock (for the age of a price) is injected.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -29,25 +30,52 @@ from connector.domain.ilp.packets import IlpErrorCode, Reject, amount_too_large_
 from connector.domain.oer import UINT64_MAX
 from connector.domain.pipeline import PacketRequest, StepResult
 
+#: A price or spread has at most this many significant digits and an exponent within this range:
+#: any real price fits, and the exact arithmetic stays cheap (a "1e-30000000" would not).
+MAX_DIGITS = 40
+MAX_EXPONENT = 40
+#: An asset code: what IL-DCP tells children, and the key of a price.
+ASSET_CODE = re.compile(r"[A-Za-z0-9._-]{1,16}")
 
-def parse_price(text: str) -> Fraction:
-    """A price from a decimal string ("1.25", "0.0067", "3e-4"): exact, positive, finite."""
+
+def parse_decimal(text: str) -> Fraction:
+    """A decimal string ("1.25", "0.0067", "3e-4") as an exact fraction, within the bounds
+    above; ValueError otherwise."""
+    if not isinstance(text, str) or len(text) > 100:
+        raise ValueError(f"{str(text)[:40]!r} is not a decimal number")
     try:
         value = Decimal(text)
     except (InvalidOperation, TypeError, ValueError):
         raise ValueError(f"{text!r} is not a decimal number") from None
-    if not value.is_finite() or value <= 0:
-        raise ValueError(f"{text!r} is not a positive price")
+    if not value.is_finite():
+        raise ValueError(f"{text!r} is not a finite number")
+    if value and (
+        len(value.as_tuple().digits) > MAX_DIGITS or abs(value.adjusted()) > MAX_EXPONENT
+    ):
+        raise ValueError(f"{text!r} has more than {MAX_DIGITS} digits or an exponent beyond 40")
     return Fraction(value)
 
 
+def parse_price(text: str) -> Fraction:
+    """A price from a decimal string: exact, positive, bounded (``parse_decimal``)."""
+    value = parse_decimal(text)
+    if value <= 0:
+        raise ValueError(f"{text!r} is not a positive price")
+    return value
+
+
+def valid_asset_code(code: object) -> bool:
+    return isinstance(code, str) and ASSET_CODE.fullmatch(code) is not None
+
+
 def format_price(value: Fraction) -> str:
-    """A price as a decimal string (exact: prices come from decimal strings)."""
+    """A price, exactly: a decimal string when it has one, else "numerator/denominator" (a
+    price from a rates document is 1 / its rate: 1/150 has no decimal form)."""
     places = 0
     while (value * 10**places).denominator != 1:
         places += 1
-        if places > 60:
-            return str(Decimal(value.numerator) / Decimal(value.denominator))
+        if places > 2 * MAX_EXPONENT + MAX_DIGITS:
+            return f"{value.numerator}/{value.denominator}"
     text = format(Decimal(int(value * 10**places)).scaleb(-places), "f")
     return text.rstrip("0").rstrip(".") if "." in text else text
 
@@ -86,19 +114,22 @@ class RateBook:
         return self.spread == 0
 
     def set_prices(self, prices: Mapping[str, Fraction], source: str) -> None:
-        """Set these prices (others unchanged); every cached factor goes."""
-        now = self._clock()
+        """Set these prices (others unchanged), all or none; every cached factor goes."""
         for code, value in prices.items():
             if value <= 0:
                 raise ValueError(f"price of {code} must be positive")
-            self._prices[code] = Price(value, now, source)
+        now = self._clock()
+        self._prices.update({code: Price(v, now, source) for code, v in prices.items()})
         self._factors = {}
 
     def prices(self) -> dict[str, Price]:
         return dict(self._prices)
 
     def is_stale(self, price: Price, now: float) -> bool:
-        return self.max_age is not None and now - price.set_at > self.max_age
+        """Only a price from a URL ages: one from the file or an operator stands until changed."""
+        return (
+            self.max_age is not None and price.source == "url" and now - price.set_at > self.max_age
+        )
 
     def factor(self, src: Asset, dst: Asset) -> tuple[int, int] | None:
         """``(n, d)`` with ``out = amount * n // d``; None when a price is missing or stale."""
@@ -117,7 +148,9 @@ class RateBook:
                 return None
             ratio = price_src.value / price_dst.value
             if self.max_age is not None:
-                valid_until = min(price_src.set_at, price_dst.set_at) + self.max_age
+                for price in (price_src, price_dst):
+                    if price.source == "url":
+                        valid_until = min(valid_until, price.set_at + self.max_age)
         exact = ratio * (1 - self.spread) * Fraction(10) ** (dst.scale - src.scale)
         self._factors[(src, dst)] = (exact.numerator, exact.denominator, valid_until)
         return exact.numerator, exact.denominator
