@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from connector.adapters.memory_transport import MemoryServerTransport, connection_pair
-from connector.app.link import BtpLink
+from connector.app.link import RETIRE_LIMIT, BtpLink
 from connector.app.links import Links, ServerLimits
 from connector.domain.accounts import Account, Relation
 from connector.domain.auth import AuthThrottle
@@ -120,15 +120,18 @@ async def test_a_newer_accepted_link_replaces_the_older(node: Node) -> None:
     await node.until(lambda: node.processor.started == 1, "the Prepare is in flight")
 
     await node.accepted("alice")
-
+    # The older connection takes no new Prepare ...
+    late = await older.send_prepare(make_prepare(node.clock))
+    got_id, reply = await older.recv_reply()
+    assert got_id == late
+    assert isinstance(reply, Reject)
+    assert (reply.code, reply.triggered_by) == (IlpErrorCode.T03_CONNECTOR_BUSY, NODE)
+    # ... but the one in flight gets its real answer (a next hop may fulfill it: a T03 now
+    # would lose that value), and then the connection closes.
+    node.processor.released.set()
     got_id, reply = await older.recv_reply()
     assert got_id == request_id
-    assert isinstance(reply, Reject)
-    assert (reply.code, reply.triggered_by, reply.message) == (
-        IlpErrorCode.T03_CONNECTOR_BUSY,
-        NODE,
-        REPLACED,
-    )
+    assert isinstance(reply, Fulfill)
     assert await older.closed() == (1000, REPLACED)
     [new_link] = node.links.links_of("alice")
     assert new_link is not old_link
@@ -288,3 +291,46 @@ async def test_one_sweep_answers_expired_prepares_on_every_link_with_r00(node: N
         assert isinstance(reply, Reject)
         assert (reply.code, reply.triggered_by) == (IlpErrorCode.R00_TRANSFER_TIMED_OUT, NODE)
     assert node.links.total_in_flight == 0
+
+
+async def test_work_still_running_for_a_peer_that_disconnected_is_counted(node: Node) -> None:
+    node.processor.hold = True
+    peer = await node.accepted("alice")
+    await peer.send_prepare(make_prepare(node.clock))
+    await node.until(lambda: node.processor.started == 1, "the Prepare is in the pipeline")
+    stats = node.server.ctx.observer.peer("alice")
+    assert stats.working == 1
+    await peer.close()
+    await node.until(lambda: not node.links.is_connected("alice"), "alice gone")
+    assert stats.working == 1  # the next hop may still answer it: it is still work
+    node.processor.released.set()
+    await node.until(lambda: stats.working == 0, "the pipeline finished it")
+
+
+async def test_a_replaced_link_waits_for_its_own_requests_to_be_answered(node: Node) -> None:
+    older = await node.accepted("alice")
+    [old] = node.links.links_of("alice")
+    origin = RecordingOrigin()
+    assert node.links.send("alice", node.request(origin)) is None
+    request_id = await receives_prepare(older)
+    await node.accepted("alice")  # alice connects again: the older link is replaced
+    assert not old.is_open  # nothing new goes over it ...
+    assert not old.closed.is_set()  # ... but it stays for alice's answer to what it carries
+    await older.send_frame(
+        frames.ilp_response(request_id, codec.encode(Fulfill(FULFILLMENT, b"paid")))
+    )
+    await node.until(lambda: origin.answers, "alice's answer")
+    assert isinstance(origin.answers[0][1], Fulfill)  # the value alice delivered is not lost
+    await node.until(old.closed.is_set, "then it closes")
+
+
+async def test_a_retiring_link_gives_up_after_its_limit(node: Node) -> None:
+    node.processor.hold = True
+    older = await node.accepted("alice")
+    request_id = await older.send_prepare(make_prepare(node.clock, expires_in=3600))
+    await node.until(lambda: node.processor.started == 1, "in flight")
+    await node.accepted("alice")
+    node.clock.advance(RETIRE_LIMIT + 1)
+    got_id, reply = await older.recv_reply()
+    assert (got_id, getattr(reply, "code", None)) == (request_id, "T03")
+    assert await older.closed() == (1000, REPLACED)

@@ -101,6 +101,27 @@ class LinkContext:
     debug: bool = False
 
 
+#: The longest a retiring link waits for what is in flight (forwarded Prepares are answered by
+#: their outgoing expiry, at most ``forwarding.max_hold_time_ms`` away, 30 s by default).
+RETIRE_LIMIT = 60.0
+
+
+class _PipelineOrigin:
+    """The link as the pipeline's ``Origin``: counts the peer's work the pipeline finished."""
+
+    __slots__ = ("_link",)
+
+    def __init__(self, link: BtpLink) -> None:
+        self._link = link
+
+    def answer(self, request_id: int, reply: Reply, raw: bytes | None) -> None:
+        link = self._link
+        stats = link.stats
+        if stats is not None:
+            stats.working -= 1
+        link.answer(request_id, reply, raw)
+
+
 def host_of(remote_address: str) -> str:
     host, _, _ = remote_address.rpartition(":")
     return host or remote_address
@@ -140,6 +161,9 @@ class BtpLink:
         self._seen_at_sweep = 0
         self._refusing = False
         self._close: tuple[int, str] | None = None
+        #: Set when we retire the link: the close to send once nothing is in flight, and by when.
+        self._retiring: tuple[int, str, float] | None = None
+        self._origin = _PipelineOrigin(self)
         self._debug = ctx.debug
         self._monotonic = ctx.clock.monotonic
         # For the one summary line per connection (btp_disconnect).
@@ -147,7 +171,8 @@ class BtpLink:
 
     @property
     def is_open(self) -> bool:
-        return self.session.state is State.OPEN and self._close is None
+        """Open for new packets: authenticated, not closing, not retiring."""
+        return self.session.state is State.OPEN and self._close is None and self._retiring is None
 
     @property
     def direction(self) -> str:
@@ -171,9 +196,32 @@ class BtpLink:
         self._answer_all(IlpErrorCode.T03_CONNECTOR_BUSY, reason)
 
     def stop(self, reason: str, code: int = CloseCode.NORMAL) -> None:
-        """Close from our side: answer the peer's requests still in flight (T03), then close."""
+        """Close from our side now: answer the peer's requests still in flight (T03), then
+        close (shutdown, after its drain)."""
         self.answer_in_flight(reason)
         self._close_transport(code, reason)
+
+    def retire(self, reason: str, code: int = CloseCode.NORMAL) -> None:
+        """Close from our side once nothing is in flight either way: no new Prepare is taken
+        (T03), but those in flight keep going and get their real answers, and our own requests
+        on this link get the peer's (a next hop may fulfill what it was sent: answering T03
+        upstream instead would lose that value). Bounded: the sweep answers what expires, and
+        after ``RETIRE_LIMIT`` whatever is left gets T03 and the link closes."""
+        if self._close is not None or self._retiring is not None:
+            return
+        self._retiring = (code, reason, self._monotonic() + RETIRE_LIMIT)
+        self.log.info(
+            "btp_connection_retiring",
+            reason=reason,
+            inFlight=len(self.incoming),
+            outgoing=len(self.outgoing),
+        )
+        self._retired_when_idle()
+
+    def _retired_when_idle(self) -> None:
+        retiring = self._retiring
+        if retiring is not None and not self.incoming and not self.outgoing:
+            self._close_transport(retiring[0], retiring[1])
 
     # --- ConnectionHandler ----------------------------------------------------------------
 
@@ -240,7 +288,7 @@ class BtpLink:
         stats = self.stats
         if stats is not None:
             stats.amount += prepare.amount
-        if self._close is not None or self.account is None:
+        if self._close is not None or self.account is None or self._retiring is not None:
             # We are closing this connection: it takes nothing more to forward, since no answer
             # could reach the peer after our close frame.
             self._answer_with(request_id, IlpErrorCode.T03_CONNECTOR_BUSY, "connection closing")
@@ -253,7 +301,9 @@ class BtpLink:
                 request_id, IlpErrorCode.T03_CONNECTOR_BUSY, "too many requests in flight"
             )
         else:
-            ctx.pipeline.handle(self, request_id, self.account, prepare, event.packet)
+            if stats is not None:
+                stats.working += 1
+            ctx.pipeline.handle(self._origin, request_id, self.account, prepare, event.packet)
 
     def answer(self, request_id: int, reply: Reply, raw: bytes | None) -> None:
         """The one answer to the peer's Prepare ``request_id`` (the pipeline's ``Origin``)."""
@@ -284,6 +334,8 @@ class BtpLink:
         if self.ctx.links.draining:
             self.ctx.links.answered_while_draining()
         self._flush()
+        if self._retiring is not None:
+            self._retired_when_idle()
 
     def _answer_with(self, request_id: int, code: IlpErrorCode, message: str) -> None:
         self.answer(request_id, Reject(code, self.ctx.ilp_address, message), None)
@@ -323,6 +375,8 @@ class BtpLink:
         req = self.outgoing.pop(event.request_id, None)
         if req is not None:
             req.resume(event.reply, event.packet)
+            if self._retiring is not None:
+                self._retired_when_idle()
 
     def _failed(self, event: RequestFailed) -> None:
         req = self.outgoing.pop(event.request_id, None)
@@ -364,6 +418,12 @@ class BtpLink:
                         IlpErrorCode.R00_TRANSFER_TIMED_OUT, self.ctx.ilp_address, "packet expired"
                     )
                 )
+        retiring = self._retiring
+        if retiring is not None and self._close is None:
+            if self._monotonic() >= retiring[2]:
+                self.stop(retiring[1], retiring[0])  # what is left gets T03, and it closes
+            else:
+                self._retired_when_idle()
 
     # --- auth -----------------------------------------------------------------------------
 
@@ -457,7 +517,9 @@ class BtpLink:
                 violations=event.violations,
             )
         elif isinstance(event, CloseRequested):
-            self.stop(event.reason, event.code)  # answers owed go out before the close frame
+            # Too many bad frames: no new Prepare from it, but those in flight still get their
+            # real answers (a next hop may fulfill them) before the close.
+            self.retire(event.reason, event.code)
         elif isinstance(event, ResponseIgnored | RequestIgnored) and self._debug:
             self.log.debug("btp_response_ignored", requestId=event.request_id)
 

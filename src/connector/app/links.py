@@ -71,7 +71,7 @@ class Links:
         links.append(link)
         for old in replaced:
             self._log.info("btp_connection_replaced", peerId=peer_id)
-            old.stop("replaced by a newer connection for this peer")
+            old.retire("replaced by a newer connection for this peer")
         if peer_id not in self._connected:
             self._connected.add(peer_id)
             for listener in self._listeners:
@@ -110,8 +110,8 @@ class Links:
         return sorted(p for p in self._by_peer if self.is_connected(p))
 
     def in_flight(self, peer_id: str) -> int:
-        """The peer's Prepares we are still working on, over all its links."""
-        return sum(len(link.incoming) for link in self._by_peer.get(peer_id, ()))
+        """The peer's Prepares not answered yet, over all its links (retiring ones too)."""
+        return sum(len(link.incoming) for link in self.all if link.peer_id == peer_id)
 
     @property
     def total_in_flight(self) -> int:

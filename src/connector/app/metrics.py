@@ -65,11 +65,14 @@ def auth_reason_label(reason: str) -> str:
 class PeerStats:
     """One peer's packet counters, over all its links and connections."""
 
-    __slots__ = ("amount", "buckets", "codes", "latency_sum")
+    __slots__ = ("amount", "buckets", "codes", "latency_sum", "working")
 
     def __init__(self) -> None:
         self.codes: dict[str | None, int] = {}  # None: fulfilled
         self.amount = 0
+        #: The peer's Prepares in the pipeline, not finished yet: counted until the pipeline's
+        #: answer, even when the peer's connection went away meanwhile.
+        self.working = 0
         self.buckets = [0] * (len(LATENCY_BOUNDS) + 1)
         self.latency_sum = 0.0
 
@@ -146,7 +149,7 @@ class _Collector(Collector):
         )
         in_flight = GaugeMetricFamily(
             "connector_packets_in_flight",
-            "Prepares from the peer not answered yet",
+            "Prepares from the peer still being worked on (its connection may be gone)",
             labels=["peer"],
         )
         total = 0

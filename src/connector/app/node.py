@@ -76,14 +76,15 @@ class ConnectorNode:
                     None if link is None else link.direction,
                     link.opened_at if link else None,
                     max(seen) if seen else None,
-                    links.in_flight(peer_id),
+                    self.metrics.peer(peer_id).working,
                 )
             )
         return NodeStatus(self.state, self.node_id, self.accounts.ilp_address, tuple(peers))
 
     def _peer_state(self) -> list[tuple[str, bool, int]]:
-        links = self._links
-        return [(p, links.is_connected(p), links.in_flight(p)) for p in self.known_peers()]
+        """For the gauges: the work still running counts, even for a peer that disconnected."""
+        links, metrics = self._links, self.metrics
+        return [(p, links.is_connected(p), metrics.peer(p).working) for p in self.known_peers()]
 
     def _peer_changed(self, peer_id: str, connected: bool) -> None:
         """Open mode: a child has its route while it is connected."""

@@ -17,6 +17,7 @@ from connector.domain.btp.events import (
     PrepareReceived,
     ReplyReceived,
     RequestFailed,
+    RequestIgnored,
     ResponseIgnored,
 )
 from connector.domain.btp.session import BtpSession, Role, State
@@ -319,7 +320,27 @@ def test_consecutive_unreadable_frames_close_with_1002() -> None:
     assert "text frame" in events[0].reason  # type: ignore[union-attr]
     assert_session_failing(events, 1002)
     assert pair.server.state is State.ERROR
-    assert server_gets(pair.server, frames.encode(frames.Message(1))) == ([], [])
+    # Failed: a new request is neither taken nor answered (the close is on its way) ...
+    assert server_gets(pair.server, frames.encode(frames.Message(1))) == (
+        [RequestIgnored(1)],
+        [],
+    )
+    # ... more garbage asks for no second close ...
+    events, _ = server_gets(pair.server, b"\xff")
+    assert not any(isinstance(e, CloseRequested) for e in events)
+
+
+def test_a_failed_session_still_reads_the_answers_to_its_own_requests() -> None:
+    """So that the adapter can wait for them before it closes: a next hop's Fulfill is value."""
+    pair = SessionPair(max_violations=1)
+    pair.open()
+    request_id = pair.server.send_prepare(codec.encode(make_prepare()))
+    pair.server.messages_to_send()
+    server_gets(pair.server, b"\xff")
+    assert pair.server.state is State.ERROR
+    answer = frames.ilp_response(request_id, codec.encode(Fulfill(bytes(32), b"")))
+    events, _ = server_gets(pair.server, frames.encode(answer))
+    assert [type(e) for e in events] == [ReplyReceived]
 
 
 def test_a_readable_frame_resets_the_violation_count() -> None:

@@ -174,8 +174,10 @@ class BtpSession:
 
     def receive_message(self, data: bytes | str) -> None:
         """Feed one whole WebSocket message from the peer, then read ``events_received()``
-        and ``messages_to_send()``. Messages after the session closed are dropped."""
-        if self._state in _FINAL:
+        and ``messages_to_send()``. Messages after the session closed are dropped; after it
+        failed (too many unreadable frames), only answers to our own requests are read, as
+        while closing: the adapter may wait for them before it closes."""
+        if self._state is State.CLOSED:
             return
         if isinstance(data, str):
             self._unreadable("text frame: BTP frames are binary messages")
@@ -203,7 +205,9 @@ class BtpSession:
             return
         if self._state is State.AWAITING_AUTH:
             self._receive_during_auth(frame)
-        elif self._state is State.CLOSING and not isinstance(frame, frames.Response | frames.Error):
+        elif self._state in (State.CLOSING, State.ERROR) and not isinstance(
+            frame, frames.Response | frames.Error
+        ):
             # Closing: no new request is taken (nor answered: the close is on its way); answers
             # to our own requests still arrive.
             self._events.append(RequestIgnored(frame.request_id))
@@ -320,7 +324,7 @@ class BtpSession:
         self._events.append(FrameRejected(reason, None, None, False, self._violations))
         if self._state is State.AWAITING_AUTH:
             self._fail(CloseCode.PROTOCOL_ERROR, "unreadable frame before authentication")
-        elif self._violations >= self._max_violations:
+        elif self._violations >= self._max_violations and self._state is not State.ERROR:
             self._fail(CloseCode.PROTOCOL_ERROR, f"{self._violations} unreadable frames in a row")
 
     def _fail(self, code: int, reason: str) -> None:
