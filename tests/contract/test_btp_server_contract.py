@@ -112,9 +112,15 @@ async def test_repeated_failures_from_one_host_are_slowed_down(harness: Harness)
     assert isinstance(reply, frames.Error)
     assert reply.request_id == 5
     assert [r["delay"] for r in harness.log.events("btp_auth")] == [0.0, 0.5]
-    # A success clears the record for the host.
+    # A success clears only that peer's own failures: guesses at another peer's secret from
+    # this host stay slowed down (one valid credential must not reset an attacker's count).
     await harness.connect_as("alice")
-    assert harness.throttle.failures("127.0.0.1") == 0
+    third = await harness.connect()
+    await third.send_frame(frames.auth_message(6, "bob", b"guess"))
+    await harness.until(lambda: len(harness.log.events("btp_auth")) == 4, "third refusal")
+    assert harness.log.events("btp_auth")[-1]["delay"] == 1.0
+    harness.clock.advance(1.0)
+    assert isinstance(await third.recv_frame(), frames.Error)
 
 
 async def test_a_second_connection_for_a_peer_replaces_the_first(harness: Harness) -> None:

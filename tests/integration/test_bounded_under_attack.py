@@ -85,6 +85,7 @@ async def test_sockets_that_never_finish_the_handshake_are_counted_and_time_limi
         BTP_PEER_ALICE_SECRET=SECRET,
         CONNECTOR_MAX_CONNECTIONS="3",
         CONNECTOR_AUTH_TIMEOUT="4",
+        CONNECTOR_MAX_PENDING_PER_HOST="1000",  # every socket here comes from one host
     ) as node:
         idle = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(3)]
         await asyncio.sleep(0.2)
@@ -133,3 +134,28 @@ async def test_malformed_http_gets_an_answer_or_a_close_and_never_a_traceback() 
         assert b" 200 " in answer.split(b"\r\n", 1)[0]
         assert "Traceback" not in node.output
         assert '"level": "error"' not in node.output
+
+
+async def test_one_host_cannot_hold_the_slots_of_everyone_else() -> None:
+    async with connector_process(
+        BTP_PEER_ALICE_SECRET=SECRET, CONNECTOR_MAX_PENDING_PER_HOST="4"
+    ) as node:
+        # Sockets that never finish their handshake: four are held, the fifth is dropped.
+        idle = [socket.create_connection(("127.0.0.1", node.port)) for _ in range(5)]
+        (refused,) = await node.wait_for("btp_handshake_refused")
+        assert refused["reason"] == "too many from host"
+        for sock in idle:
+            sock.close()
+        # WebSockets that never authenticate: the same bound, one stage later.
+        pending = [
+            await connect(f"ws://127.0.0.1:{node.port}", open_timeout=GUARD) for _ in range(4)
+        ]
+        fifth = await connect(f"ws://127.0.0.1:{node.port}", open_timeout=GUARD)
+        async with asyncio.timeout(GUARD):
+            with contextlib.suppress(ConnectionClosed):
+                await fifth.recv()
+        assert fifth.close_code == 1013
+        refusals = [r["reason"] for r in node.records("btp_connection_refused")]
+        assert refusals == ["too many connections from your host waiting to authenticate"]
+        for ws in pending:
+            await ws.close()

@@ -55,16 +55,30 @@ def test_throttle_backs_off_exponentially_per_host_and_caps() -> None:
 
 def test_throttle_forgets_on_success_and_after_the_window() -> None:
     throttle = AuthThrottle(base_delay=1.0, window=60)
-    throttle.failure("h", now=0.0)
-    throttle.failure("h", now=1.0)
-    throttle.success("h")
-    assert throttle.failures("h") == 0
-    throttle.failure("h", now=2.0)
-    assert throttle.failure("h", now=100.0) == 0.0  # the old failure aged out
+    throttle.failure("h", now=0.0, username="alice")
+    throttle.failure("h", now=1.0, username="alice")
+    throttle.success("h", "alice")
+    assert throttle.failures("h", "alice") == 2  # the host's count stays ...
+    assert throttle.failure("h", now=100.0, username="alice") == 0.0  # ... until it ages out
+
+
+def test_one_peers_success_never_clears_the_guesses_at_another_peers_secret() -> None:
+    throttle = AuthThrottle(base_delay=1.0, window=600)
+    delays = [throttle.failure("h", now=float(i), username="bob") for i in range(3)]
+    assert delays == [0.0, 1.0, 2.0]
+    throttle.success("h", "alice")  # the attacker's own credential, say
+    assert throttle.failure("h", now=4.0, username="bob") == 4.0  # still slowed down
+
+
+def test_guessing_many_usernames_from_one_host_is_slowed_down_too() -> None:
+    throttle = AuthThrottle(base_delay=1.0, window=600)
+    delays = [throttle.failure("h", now=float(i), username=f"u{i}") for i in range(4)]
+    assert delays == [0.0, 1.0, 2.0, 4.0]
 
 
 def test_throttle_memory_is_bounded() -> None:
     throttle = AuthThrottle(max_hosts=3)
     for i in range(10):
-        throttle.failure(f"h{i}", now=float(i))
-    assert [throttle.failures(f"h{i}") for i in range(10)] == [0] * 7 + [1, 1, 1]
+        throttle.failure(f"h{i}", now=float(i), username="x")
+    assert len(throttle._failures) <= 3
+    assert throttle.failures("h9", "x") == 1

@@ -56,6 +56,11 @@ _BINARY, _TEXT, _CONT, _PONG = Opcode.BINARY, Opcode.TEXT, Opcode.CONT, Opcode.P
 _HEALTH_RESERVE = 64
 
 
+def _host(remote: str) -> str:
+    host, _, _ = remote.rpartition(":")
+    return host or remote
+
+
 def _format_address(address: Any) -> str:
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
@@ -74,8 +79,10 @@ class WebsocketOptions:
     close_timeout: float = 5.0
     #: Bytes buffered for a peer before it counts as not reading (and we stop reading it).
     write_high_water: int = 1 << 20
-    #: Sockets still in the opening handshake, at most.
+    #: Sockets still in the opening handshake, at most; and at most this many from one host, so
+    #: that one host cannot take the slots of everyone else.
     max_handshakes: int = 1000
+    max_handshakes_per_host: int = 32
 
 
 class _Flusher:
@@ -104,6 +111,7 @@ class _Registry:
         self.flusher = _Flusher()
         self.connections: set[WebSocket] = set()
         self.handshakes = 0
+        self.handshakes_by_host: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._closed = asyncio.Event()
         self._closed.set()
@@ -167,6 +175,7 @@ class WebSocket(asyncio.Protocol):
         self._late: list[bytes] | None = None  # answers written before a library-sent close
         self._closed_reported = False
         self._in_handshake = False
+        self._host = ""
         self._responded = False
         self._http_only = False  # over the handshake limit: plain HTTP (health) only
         self._fast = False  # plain binary frames are parsed here, not by websockets
@@ -236,6 +245,16 @@ class WebSocket(asyncio.Protocol):
         self._opened_at = self._last_ping = asyncio.get_running_loop().time()
         self._registry.add(self)
         if self.ws.state is CONNECTING:
+            host = _host(self._remote)
+            per_host = self._registry.handshakes_by_host
+            if per_host.get(host, 0) >= self._options.max_handshakes_per_host:
+                self._registry.log.warning(
+                    "btp_handshake_refused", remoteAddress=self._remote, reason="too many from host"
+                )
+                transport.abort()
+                return
+            per_host[host] = per_host.get(host, 0) + 1
+            self._host = host
             self._in_handshake = True
             self._registry.handshakes += 1
             over = self._registry.handshakes - self._options.max_handshakes
@@ -480,6 +499,12 @@ class WebSocket(asyncio.Protocol):
         if self._in_handshake:
             self._in_handshake = False
             self._registry.handshakes -= 1
+            per_host = self._registry.handshakes_by_host
+            left = per_host.get(self._host, 1) - 1
+            if left > 0:
+                per_host[self._host] = left
+            else:
+                per_host.pop(self._host, None)
 
     def _mark(self) -> None:
         if not self._dirty:
@@ -639,6 +664,7 @@ class WebsocketsServerTransport:
         close_timeout: float = 5.0,
         write_high_water: int = 1 << 20,
         max_handshakes: int = 1000,
+        max_handshakes_per_host: int = 32,
         log: LogSink | None = None,
     ) -> None:
         self._host = host
@@ -651,6 +677,7 @@ class WebsocketsServerTransport:
             close_timeout,
             write_high_water,
             max_handshakes,
+            max_handshakes_per_host,
         )
         self._log = log or NullSink()
         self._server: asyncio.Server | None = None

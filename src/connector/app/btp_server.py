@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from connector.app.link import BtpLink
+from connector.app.link import BtpLink, host_of
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.domain.btp.session import CloseCode, Role
 from connector.domain.ports import Connection, HttpHandler, ServerTransport
@@ -76,8 +76,17 @@ class BtpServer:
 
     def _accept(self, conn: Connection) -> None:
         links = self.links
-        if links.draining or len(self.connections) >= self.limits.max_connections:
-            reason = "connector shutting down" if links.draining else "server at capacity"
+        host = host_of(conn.remote_address)
+        reason = None
+        if links.draining:
+            reason = "connector shutting down"
+        elif len(self.connections) >= self.limits.max_connections:
+            reason = "server at capacity"
+        elif self._pending_from(host) >= self.limits.max_pending_per_host:
+            # One host may not hold the slots of everyone else with connections it never
+            # authenticates (each one lasts until its auth timeout).
+            reason = "too many connections from your host waiting to authenticate"
+        if reason is not None:
             self.log.warning(
                 "btp_connection_refused", remoteAddress=conn.remote_address, reason=reason
             )
@@ -85,6 +94,15 @@ class BtpServer:
             conn.close(CloseCode.TRY_AGAIN_LATER, reason)
             return
         BtpLink(self.ctx, conn, Role.SERVER).start()
+
+    def _pending_from(self, host: str) -> int:
+        return sum(
+            1
+            for link in self.links.all
+            if link.role is Role.SERVER
+            and link.opened_at is None
+            and host_of(link.conn.remote_address) == host
+        )
 
     async def shutdown(self) -> None:
         """Graceful stop: see the module docstring. Idempotent."""

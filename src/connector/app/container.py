@@ -318,6 +318,7 @@ class Container(containers.DeclarativeContainer):
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_interval,
             max_handshakes=config.max_connections,
+            max_handshakes_per_host=config.max_pending_per_host,
             log=log,
         ),
         memory=providers.Singleton(MemoryServerTransport, max_frame_size=config.max_frame_size),
@@ -341,6 +342,7 @@ class Container(containers.DeclarativeContainer):
         max_violations=config.max_violations,
         shutdown_timeout=config.shutdown_timeout,
         max_connections=config.max_connections,
+        max_pending_per_host=config.max_pending_per_host,
     )
     metrics = providers.Singleton(Metrics, ledger=ledger)
     link_context = providers.Singleton(

@@ -82,6 +82,8 @@ class ServerLimits:
     max_in_flight: int = 4096
     max_violations: int = 3
     shutdown_timeout: float = 10.0
+    #: Connections from one host still in their handshake or not authenticated yet, at most.
+    max_pending_per_host: int = 32
     max_connections: int = 1000
 
 

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_violations: int = Field(3, ge=1, le=1000)
     max_frame_size: int = Field(DEFAULT_MAX_FRAME_SIZE, ge=40_000, le=64 * 1024 * 1024)
     max_connections: int = Field(1000, ge=1, le=100_000)
+    max_pending_per_host: int = Field(
+        32, ge=1, le=100_000, description="connections from one host not authenticated yet"
+    )
     shutdown_timeout: float = Field(10.0, ge=0, le=600)
     ping_interval: float = Field(20.0, gt=0, le=3600)
     store_url: str | None = Field(None, description="beats store.url of the file")

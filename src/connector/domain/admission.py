@@ -58,14 +58,16 @@ class Admission:
         """Admit or refuse the peer at ``host`` presenting ``username``/``token`` at ``now``
         (seconds)."""
         decision = self.policy.authenticate(username, token)
+        # The username as presented (bounded: it is a key of the throttle's memory).
+        name = username[:64]
         if decision.peer_id is not None:
-            self.throttle.success(host)
+            self.throttle.success(host, name)
             return AdmissionDecision(decision.peer_id, "ok")
-        delay = self.throttle.failure(host, now)
+        delay = self.throttle.failure(host, now, name)
         return AdmissionDecision(
             None,
             decision.reason,
             failure_of(decision.reason),
             delay,
-            self.throttle.failures(host),
+            self.throttle.failures(host, name),
         )

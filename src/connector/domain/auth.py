@@ -65,11 +65,14 @@ _NO_SECRET = Secret(b"\x00" * 32)
 
 
 class AuthThrottle:
-    """Slows down repeated auth failures from one host: exponential delay, bounded memory.
+    """Slows down repeated auth failures: exponential delay, bounded memory.
 
-    ``failure()`` records a failure and returns how long to wait before answering it; ``success()``
-    forgets the host. Failures older than ``window`` seconds no longer count. At most
-    ``max_hosts`` hosts are tracked; the least recently failing is forgotten first.
+    Failures count per (host, username) and per host: guessing one peer's secret and trying many
+    usernames are both slowed. ``failure()`` records one and returns how long to wait before
+    answering it, by the larger of the two counts; ``success()`` forgets that username at that
+    host only, so one valid credential never clears the failures of another peer's guesses.
+    Failures older than ``window`` seconds no longer count. At most ``max_hosts`` keys are
+    tracked; the least recently failing is forgotten first.
     """
 
     def __init__(
@@ -86,22 +89,30 @@ class AuthThrottle:
         self._max_hosts = max_hosts
         self._failures: OrderedDict[str, tuple[int, float]] = OrderedDict()
 
-    def failure(self, host: str, now: float) -> float:
+    def failure(self, host: str, now: float, username: str = "") -> float:
         """Record a failure at ``now`` (seconds, from the injected clock); the delay (seconds)
         before replying."""
-        count, last = self._failures.pop(host, (0, now))
-        if now - last > self._window:
-            count = 0
-        count += 1
-        self._failures[host] = (count, now)
+        count = max(self._bump(host, now), self._bump(f"{host} {username}", now))
         while len(self._failures) > self._max_hosts:
             self._failures.popitem(last=False)
         if count == 1:
             return 0.0
         return float(min(self._max, self._base * 2 ** (count - 2)))
 
-    def success(self, host: str) -> None:
-        self._failures.pop(host, None)
+    def _bump(self, key: str, now: float) -> int:
+        count, last = self._failures.pop(key, (0, now))
+        if now - last > self._window:
+            count = 0
+        count += 1
+        self._failures[key] = (count, now)
+        return count
 
-    def failures(self, host: str) -> int:
-        return self._failures.get(host, (0, 0.0))[0]
+    def success(self, host: str, username: str = "") -> None:
+        self._failures.pop(f"{host} {username}", None)
+
+    def failures(self, host: str, username: str = "") -> int:
+        """The larger of the host's count and this username's at the host."""
+        failures = self._failures
+        return max(
+            failures.get(host, (0, 0.0))[0], failures.get(f"{host} {username}", (0, 0.0))[0]
+        )
