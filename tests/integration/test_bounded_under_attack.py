@@ -17,7 +17,7 @@ from connector.domain.btp import frames
 from connector.domain.ilp import codec
 from connector.domain.ilp.packets import Prepare
 from tests.fakes import CONDITION
-from tests.integration.helpers import GUARD, connector_process
+from tests.integration.helpers import GUARD, BtpClient, connector_process
 
 SECRET = "not-reading-secret"
 LONG_DESTINATION = "test.nowhere." + "x" * 1000  # each F02 Reject names it: about 1.1 KB
@@ -159,3 +159,14 @@ async def test_one_host_cannot_hold_the_slots_of_everyone_else() -> None:
         assert refusals == ["too many connections from your host waiting to authenticate"]
         for ws in pending:
             await ws.close()
+
+
+async def test_open_mode_knows_a_peer_by_one_spelling_of_its_id() -> None:
+    """Without a file any peer with a secret may connect; ``ALICE`` would find alice's secret
+    (the variable name upper-cases the id) and become a second peer with its own routes."""
+    async with connector_process(BTP_PEER_ALICE_SECRET=SECRET) as node:
+        async with BtpClient.connect(node.port) as impostor:
+            reply = await impostor.authenticate("ALICE", SECRET)
+            assert isinstance(reply, frames.Error)
+        async with BtpClient.connect(node.port) as alice:
+            assert isinstance(await alice.authenticate("alice", SECRET), frames.Response)

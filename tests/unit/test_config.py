@@ -195,3 +195,21 @@ def test_a_peer_has_its_own_asset(tmp_path: Path) -> None:
     (peer,) = load_config(path).peers
     assert peer.asset is not None
     assert (peer.asset.code, peer.asset.scale) == ("EUR", 2)
+
+
+def test_two_peers_whose_secret_variables_collide_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("peers: [{id: alice, relation: child}, {id: Alice, relation: child}]\n")
+    with pytest.raises(ConfigurationError, match="one secret variable"):
+        load_config(path)
+    path.write_text("peers: [{id: a-b, relation: child}, {id: a_b, relation: child}]\n")
+    with pytest.raises(ConfigurationError, match="one secret variable"):
+        load_config(path)
+
+
+def test_open_mode_knows_each_peer_by_one_spelling_only() -> None:
+    accounts = Accounts("test.me", [], open_children=True)
+    assert accounts.is_known("alice")
+    assert accounts.is_known("connector-b")
+    for variant in ("Alice", "ALICE", "connector_b", "connector~b"):
+        assert not accounts.is_known(variant), variant

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from connector.app.store import STORE_URLS, check_store_url
+from connector.domain.accounts import canonical_peer_id
 from connector.domain.auth import is_valid_peer_id
 from connector.domain.errors import ConfigurationError
 from connector.domain.ilp.address import is_valid_address
@@ -210,6 +211,14 @@ class ConnectorConfig(_Strict):
         duplicates = sorted({i for i in ids if ids.count(i) > 1})
         if duplicates:
             raise ValueError(f"peers: duplicate id {', '.join(duplicates)}")
+        spellings: dict[str, str] = {}
+        for peer_id in ids:
+            other = spellings.setdefault(canonical_peer_id(peer_id), peer_id)
+            if other != peer_id:
+                raise ValueError(
+                    f"peers: {other!r} and {peer_id!r} would share one secret variable "
+                    "(case, '-', '_' and '~' do not tell ids apart there)"
+                )
         for index, route in enumerate(self.routes):
             if route.peer not in ids:
                 raise ValueError(f"routes.{index}.peer: {route.peer!r} is not a configured peer")

@@ -60,6 +60,12 @@ class Account:
         return cls(account_id, rel, asset or Asset(), **kw)  # type: ignore[arg-type]
 
 
+def canonical_peer_id(peer_id: str) -> str:
+    """One spelling per secret variable (``BTP_PEER_{ID}_SECRET`` upper-cases the id and turns
+    every other character into ``_``): lower case, with ``-`` for ``_`` and ``~``."""
+    return peer_id.lower().replace("_", "-").replace("~", "-")
+
+
 class Accounts:
     """The configured accounts, and the static routes they imply."""
 
@@ -107,7 +113,13 @@ class Accounts:
         return account
 
     def is_known(self, account_id: str) -> bool:
-        return self.open_children or account_id in self._accounts
+        """A configured peer; in open mode, any id in its one canonical spelling (see
+        ``canonical_peer_id``), so that ``Alice`` or ``alice_1`` never becomes a second peer
+        with ``alice``'s or ``alice-1``'s secret (the secret's variable name cannot tell them
+        apart)."""
+        if account_id in self._accounts:
+            return True
+        return self.open_children and account_id == canonical_peer_id(account_id)
 
     def child_address(self, account_id: str) -> str:
         return f"{self.ilp_address}.{account_id}"
