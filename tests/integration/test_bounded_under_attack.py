@@ -114,7 +114,7 @@ async def test_sockets_that_never_finish_the_handshake_are_counted_and_time_limi
         assert b" 200 " in answer.split(b"\r\n", 1)[0]
 
 
-async def test_malformed_http_gets_an_answer_or_a_close_and_never_a_traceback() -> None:
+async def test_malformed_http_gets_400_other_methods_405_and_never_a_traceback() -> None:
     async with connector_process(BTP_PEER_ALICE_SECRET=SECRET) as node:
         two_upgrades = (
             b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nUpgrade: h2c\r\n"
@@ -128,8 +128,21 @@ async def test_malformed_http_gets_an_answer_or_a_close_and_never_a_traceback() 
         answer = await _get(node.port, pipelined)
         assert answer.count(b"HTTP/1.1 ") == 1  # the first is answered, then the close
         assert b'{"status": "live"}' in answer
-        for garbage in (b"\x00\xff garbage\r\n\r\n", b"GET\r\n\r\n", b"POST / HTTP/1.1\r\n\r\n"):
-            await _get(node.port, garbage)  # closed, with or without an answer
+        for garbage in (
+            b"\x00\xff garbage\r\n\r\n",
+            b"GET\r\n\r\n",
+            b"GET / HTTP/2\r\n\r\n",
+            b"GET /health/live HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        ):
+            answer = await _get(node.port, garbage)  # 400, then the close
+            assert answer.startswith(b"HTTP/1.1 400 "), (garbage, answer[:60])
+        for method in (b"POST", b"PUT", b"DELETE", b"OPTIONS"):
+            answer = await _get(node.port, method + b" /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 405 "), (method, answer[:60])
+            assert b"\r\nAllow: GET, HEAD\r\n" in answer
+        head = await _get(node.port, b"HEAD /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 ")
+        assert head.endswith(b"\r\n\r\n")  # the headers, no body
         answer = await _get(node.port, b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
         assert b" 200 " in answer.split(b"\r\n", 1)[0]
         assert "Traceback" not in node.output

@@ -307,6 +307,17 @@ class WebSocket(asyncio.Protocol):
             return
         if events:
             self._deliver(events)
+        if (
+            not self._responded
+            and ws.handshake_exc is not None
+            and isinstance(ws, ServerProtocol)
+            and ws.state is CONNECTING
+        ):
+            # A request websockets could not parse (a bad request line, a body): 400, not a
+            # silent close.
+            self._responded = True
+            self._handshake_over()
+            self._respond(ws.reject(HTTPStatus.BAD_REQUEST, "malformed HTTP request\n"))
         self._mark()
 
     def _start_close_deadline(self) -> None:
@@ -453,11 +464,21 @@ class WebSocket(asyncio.Protocol):
         self._responded = True
         self._handshake_over()
         upgrade = request.headers.get_all("Upgrade")
-        if len(upgrade) > 1:
+        if request.method not in ("GET", "HEAD"):
+            response = ws.reject(HTTPStatus.METHOD_NOT_ALLOWED, "GET or HEAD only\n")
+            response.headers["Allow"] = "GET, HEAD"
+            self._respond(response)
+        elif len(upgrade) > 1:
             self._respond(ws.reject(HTTPStatus.BAD_REQUEST, "one Upgrade header, please\n"))
-        elif not upgrade or upgrade[0].lower() != "websocket":
-            # Plain HTTP before any upgrade: health and metrics share the BTP port.
-            self._respond(server.http_response(ws, request))
+        elif not upgrade or upgrade[0].lower() != "websocket" or request.method == "HEAD":
+            # Plain HTTP before any upgrade: health and metrics share the BTP port (HEAD: the
+            # same answer without its body).
+            response = server.http_response(ws, request)
+            if request.method == "HEAD":
+                response = Response(
+                    response.status_code, response.reason_phrase, response.headers, b""
+                )
+            self._respond(response)
         elif self._http_only:
             # Over the handshake limit: kept only to answer health probes, not to upgrade.
             self._respond(ws.reject(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n"))
