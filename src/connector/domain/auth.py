@@ -113,6 +113,4 @@ class AuthThrottle:
     def failures(self, host: str, username: str = "") -> int:
         """The larger of the host's count and this username's at the host."""
         failures = self._failures
-        return max(
-            failures.get(host, (0, 0.0))[0], failures.get(f"{host} {username}", (0, 0.0))[0]
-        )
+        return max(failures.get(host, (0, 0.0))[0], failures.get(f"{host} {username}", (0, 0.0))[0])
