@@ -29,7 +29,7 @@ async function main () {
   const seconds = Number(opt('--seconds', '5'))
   const warmup = Number(opt('--warmup', '1'))
   for (const level of opt('--levels', '1,10,100').split(',').map(Number)) {
-    const result = await run(sender, destination, level, warmup, seconds)
+    const result = await run(sender, destination, level, warmup, seconds, Number(opt('--total', '0')))
     console.log(JSON.stringify({ event: 'level', inFlight: level, ...result }))
   }
   console.log(JSON.stringify({ event: 'done' }))
@@ -49,7 +49,8 @@ const POOL = Array.from({ length: 4096 }, () => {
 })
 let next = 0
 
-async function run (sender, destination, inFlight, warmup, seconds) {
+// --total N: stop after N answers (measured), however long that takes (at most --seconds).
+async function run (sender, destination, inFlight, warmup, seconds, total) {
   let measuring = false
   let stop = false
   const latencies = []
@@ -69,7 +70,8 @@ async function run (sender, destination, inFlight, warmup, seconds) {
       const packet = IlpPacket.deserializeIlpPacket(reply)
       const ok = packet.type === IlpPacket.Type.TYPE_ILP_FULFILL &&
         packet.data.fulfillment.equals(fulfillment)
-      if (ok) { fulfilled++; latencies.push(elapsed) } else other++
+      if (ok) { fulfilled++; if (latencies.length < 1e6) latencies.push(elapsed) } else other++
+      if (total && fulfilled + other >= total) stop = true
     }
   }
   const workers = Array.from({ length: inFlight }, worker)
@@ -77,7 +79,9 @@ async function run (sender, destination, inFlight, warmup, seconds) {
   measuring = true
   process.stdout.write(JSON.stringify({ event: 'measuring', inFlight }) + '\n')
   const t0 = Date.now()
-  await new Promise(resolve => setTimeout(resolve, seconds * 1000))
+  while (!stop && Date.now() - t0 < seconds * 1000) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
   measuring = false
   const elapsed = (Date.now() - t0) / 1000
   stop = true

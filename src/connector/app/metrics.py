@@ -11,6 +11,8 @@ environment), reject codes are the 21 of RFC-0027 or ``other``, auth failure rea
 
 from __future__ import annotations
 
+import asyncio
+
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
@@ -160,6 +162,9 @@ class _Collector(Collector):
         yield connected
         yield in_flight
         yield GaugeMetricFamily("connector_peers_connected", "peers with an open connection", total)
+        yield GaugeMetricFamily(
+            "connector_tasks", "asyncio tasks alive (a leak shows as growth)", _task_count()
+        )
 
 
 class Metrics:
@@ -226,3 +231,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _task_count() -> int:
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:  # no running loop (a scrape from a test without one)
+        return 0
