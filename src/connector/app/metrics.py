@@ -12,7 +12,6 @@ environment), reject codes are the 21 of RFC-0027 or ``other``, auth failure rea
 from __future__ import annotations
 
 import asyncio
-
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
 
