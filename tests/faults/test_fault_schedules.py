@@ -6,16 +6,20 @@ docs/invariants.md. A failure names its seed; ``FAULT_SEED=<seed>`` replays exac
 
 Each schedule: alice sends Prepares of random amounts and expiries; bob answers each one with
 a Fulfill, a wrong fulfillment, a Reject, or not at all, after a random delay; meanwhile the A-B
-and B-C links are cut at random moments (the dialers reconnect on the virtual clock's backoff).
-Then every expiry passes, and:
+and B-C links are cut at random moments (the dialers reconnect on the virtual clock's backoff),
+alice may connect again mid-run (her older connection is replaced while Prepares are in flight
+on it), and A's and C's stores take random time to commit and sometimes fail. Then every expiry
+passes, and:
 
-1. alice got exactly one answer for every Prepare, by its expiry (plus the sweep's 100 ms);
-2. every Fulfill alice got carries the preimage of its condition;
+1. alice got exactly one answer for every Prepare, by its expiry (plus the sweep's 100 ms), on
+   the connection she sent it on;
+2. every Fulfill alice got carries the preimage of its condition, and A's committed balance for
+   alice is exactly the sum of the Fulfills she got (nothing fulfilled that was not committed);
 3. at every node the balances sum to zero (one asset) and no hold is left;
 4. no node has more tasks alive than when the schedule began.
 
-Not yet: message delay, reordering and duplicates inside a link, replacements, slow readers,
-store failures and restarts (docs/invariants.md says so).
+Not yet: message delay, reordering and duplicates inside a link, slow readers and restarts
+(docs/invariants.md says so).
 """
 
 from __future__ import annotations
@@ -43,6 +47,34 @@ STEP = 0.05  # virtual seconds per step
 SWEEP_SLACK = 0.2
 
 
+class FlakyStore:
+    """A ``Committer`` that takes random (virtual) time and sometimes fails."""
+
+    def __init__(self, clock: FakeClock, rng: random.Random) -> None:
+        self._clock = clock
+        self._rng = rng
+        self.failures = 0
+
+    def commit(self, deltas: list[tuple[str, int]]) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fail = self._rng.random() < 0.1
+
+        def done() -> None:
+            if future.done():
+                return
+            if fail:
+                self.failures += 1
+                future.set_exception(OSError("store write failed"))
+            else:
+                future.set_result(None)
+
+        self._clock.call_later(self._rng.uniform(0, 0.3), done)
+        return future
+
+    def set(self, account_id: str, balance: int) -> None:
+        return None
+
+
 async def turns(n: int = 4) -> None:
     for _ in range(n):
         await asyncio.sleep(0)
@@ -66,9 +98,12 @@ async def run_schedule(seed: int) -> list[str]:
         clock.advance(STEP)
         await turns()
     tasks_before = len(asyncio.all_tasks())
+    for name in ("a", "c"):
+        nodes[name].ledger().committer = FlakyStore(clock, rng)
 
-    sent: dict[int, tuple[bytes, float]] = {}  # request id -> (fulfillment, expiry on clock)
-    answers: dict[int, list[tuple[Any, float]]] = {}
+    # (connection, request id) -> (fulfillment, expiry on the clock, amount)
+    sent: dict[tuple[int, int], tuple[bytes, float, int]] = {}
+    answers: dict[tuple[int, int], list[tuple[Any, float]]] = {}
     start = clock.monotonic()
 
     sending: set[asyncio.Future[None]] = set()
@@ -98,12 +133,14 @@ async def run_schedule(seed: int) -> list[str]:
 
             clock.call_later(rng.uniform(0, 3.0), send)
 
-    async def alice_loop() -> None:
+    async def alice_loop(connection: int, peer: Any) -> None:
         while True:
-            request_id, reply = await alice.recv_reply()
-            answers.setdefault(request_id, []).append((reply, clock.monotonic()))
+            request_id, reply = await peer.recv_reply()
+            answers.setdefault((connection, request_id), []).append((reply, clock.monotonic()))
 
-    readers = [asyncio.ensure_future(bob_loop()), asyncio.ensure_future(alice_loop())]
+    readers = [asyncio.ensure_future(bob_loop()), asyncio.ensure_future(alice_loop(0, alice))]
+    connection = 0
+    reconnect_at = rng.randint(0, 60) if rng.random() < 0.5 else -1
     count = rng.randint(10, 40)
     cuts = sorted(rng.uniform(0, 6) for _ in range(rng.randint(0, 4)))
     elapsed = 0.0
@@ -117,8 +154,12 @@ async def run_schedule(seed: int) -> list[str]:
             "test.c.bob.x",
             fulfillment,  # bob finds the preimage here
         )
+        if i == reconnect_at:  # alice connects again: the older connection is replaced
+            alice = await child(nodes["a"], "alice", "alice-secret")
+            connection += 1
+            readers.append(asyncio.ensure_future(alice_loop(connection, alice)))
         request_id = await alice.send_prepare(prepare)
-        sent[request_id] = (fulfillment, clock.monotonic() + lifetime)
+        sent[(connection, request_id)] = (fulfillment, clock.monotonic() + lifetime, prepare.amount)
         # Time passes between Prepares, and links are cut on schedule.
         for _ in range(rng.randint(0, 6)):
             clock.advance(STEP)
@@ -136,7 +177,8 @@ async def run_schedule(seed: int) -> list[str]:
         await turns()
 
     broken = []
-    for request_id, (fulfillment, expiry) in sent.items():
+    fulfilled = 0
+    for request_id, (fulfillment, expiry, amount) in sent.items():
         got = answers.get(request_id, [])
         if len(got) != 1:
             broken.append(f"1: request {request_id} got {len(got)} answers")
@@ -144,10 +186,15 @@ async def run_schedule(seed: int) -> list[str]:
         reply, at = got[0]
         if at > expiry + SWEEP_SLACK:
             broken.append(f"1: request {request_id} answered {at - expiry:.2f} s after expiry")
-        if isinstance(reply, Fulfill) and reply.fulfillment != fulfillment:
-            broken.append(f"2: request {request_id} fulfilled with a wrong preimage")
+        if isinstance(reply, Fulfill):
+            fulfilled += amount
+            if reply.fulfillment != fulfillment:
+                broken.append(f"2: request {request_id} fulfilled with a wrong preimage")
         if not isinstance(reply, Fulfill | Reject):
             broken.append(f"1: request {request_id} answered with {reply!r}")
+    committed = nodes["a"].ledger().position("alice").balance
+    if committed != fulfilled:
+        broken.append(f"2: alice got Fulfills for {fulfilled}, A committed {committed}")
     for name, container in nodes.items():
         positions = list(container.ledger().positions())
         total = sum(p.balance for _, p in positions)
