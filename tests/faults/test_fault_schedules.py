@@ -18,8 +18,8 @@ passes, and:
 3. at every node the balances sum to zero (one asset) and no hold is left;
 4. no node has more tasks alive than when the schedule began.
 
-Not yet: message delay, reordering and duplicates inside a link, slow readers and restarts
-(docs/invariants.md says so).
+Half the schedules also make the connectors' links faulty: messages delivered late, twice, or
+out of order. Not yet: slow readers and restarts (docs/invariants.md says so).
 """
 
 from __future__ import annotations
@@ -45,6 +45,27 @@ SCHEDULES = int(os.environ.get("FAULT_SCHEDULES", "300"))
 SEEDS = [int(os.environ["FAULT_SEED"])] if "FAULT_SEED" in os.environ else range(SCHEDULES)
 STEP = 0.05  # virtual seconds per step
 SWEEP_SLACK = 0.2
+
+
+class FaultyLinks:
+    """The connectors' links deliver messages late, twice, or out of order (``LinkFaults``)."""
+
+    def __init__(self, clock: FakeClock, rng: random.Random) -> None:
+        self._clock = clock
+        self._rng = rng
+
+    def plan(self, data: bytes | str) -> list[float]:
+        r = self._rng.random()
+        if r < 0.7:
+            return [0.0]
+        if r < 0.85:
+            return [self._rng.uniform(0, 0.3)]  # late: overtaken by what follows
+        if r < 0.95:
+            return [0.0, self._rng.uniform(0, 0.2)]  # twice
+        return [self._rng.uniform(0.3, 1.0)]  # very late
+
+    def later(self, seconds: float, callback: Any) -> object:
+        return self._clock.call_later(seconds, callback)
 
 
 class FlakyStore:
@@ -100,6 +121,12 @@ async def run_schedule(seed: int) -> list[str]:
     tasks_before = len(asyncio.all_tasks())
     for name in ("a", "c"):
         nodes[name].ledger().committer = FlakyStore(clock, rng)
+    if rng.random() < 0.5:
+        memory.faults = FaultyLinks(clock, rng)  # for connections dialed from now on
+        for node, peer in (("a", "b"), ("c", "b")):  # so: cut the links, they redial faulty
+            link = nodes[node].links().link_for(peer)
+            if link is not None:
+                link.conn.close(1001, "fault: network turns faulty")
 
     # (connection, request id) -> (fulfillment, expiry on the clock, amount)
     sent: dict[tuple[int, int], tuple[bytes, float, int]] = {}

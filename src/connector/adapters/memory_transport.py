@@ -8,6 +8,10 @@ receiver's ``on_closing``; bytes queued for an end that is not reading count aga
 high-water mark (``congested``), and a congested end stops delivering to its own handler.
 
 A test peer uses an end without a handler: ``await receive()`` pulls its messages.
+
+For fault-injection tests, a ``MemoryNetwork`` may carry ``faults`` (a ``LinkFaults``): every
+message on a dialed connection is then delivered as it plans (late, twice, or out of order);
+closes and the 1009 refusal are never delayed.
 """
 
 from __future__ import annotations
@@ -15,9 +19,22 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import deque
+from collections.abc import Callable
+from typing import Protocol
 
 from connector.domain.errors import PeerDisconnected
 from connector.domain.ports import AcceptHandler, ConnectionHandler, HttpHandler
+
+
+class LinkFaults(Protocol):
+    """What a faulty network does with one message: ``plan`` gives a delay (seconds) for each
+    copy delivered (one: late; two: duplicated; different delays reorder); ``later`` runs a
+    callback after a delay (the test's clock)."""
+
+    def plan(self, data: bytes | str) -> list[float]: ...
+
+    def later(self, seconds: float, callback: Callable[[], None]) -> object: ...
+
 
 MESSAGE_TOO_BIG = 1009
 _TOO_BIG = (MESSAGE_TOO_BIG, "message too big", "refused unread")
@@ -40,6 +57,8 @@ class MemoryConnection:
         self._closing = False
         self._closed: tuple[int, str] | None = None
         self.peer: MemoryConnection | None = None
+        #: Set on both ends of a dialed connection when the network is faulty.
+        self.faults: LinkFaults | None = None
 
     # --- the Connection port ----------------------------------------------------------------
 
@@ -78,6 +97,20 @@ class MemoryConnection:
             peer._inbox.append(_TOO_BIG)
             peer._arrived()
             return
+        faults = self.faults
+        if faults is not None:
+            for delay in faults.plan(data):
+                if delay <= 0:
+                    self._deliver(data)
+                else:
+                    faults.later(delay, lambda: self._deliver(data))
+            return
+        self._deliver(data)
+
+    def _deliver(self, data: bytes | str) -> None:
+        peer = self.peer
+        if peer is None or peer._closed is not None or self._closed is not None:
+            return  # gone meanwhile: a late message dies with its connection
         peer._inbox.append(data)
         peer._queued += len(data)
         peer._arrived()
@@ -255,6 +288,9 @@ class MemoryNetwork:
     def listen(self, url: str, transport: MemoryServerTransport) -> None:
         self.servers[url] = transport
 
+    #: A faulty network for the connections dialed on it (tests only).
+    faults: LinkFaults | None = None
+
 
 class MemoryDialer:
     def __init__(self, network: MemoryNetwork, host: str = "127.0.0.1") -> None:
@@ -265,4 +301,8 @@ class MemoryDialer:
         server = self._network.servers.get(url.removeprefix("btp+"))
         if server is None:
             raise ConnectionRefusedError(f"nothing listens at {url}")
-        return await server.connect(self._host)
+        conn = await server.connect(self._host)
+        faults = self._network.faults
+        if faults is not None and conn.peer is not None:
+            conn.faults = conn.peer.faults = faults
+        return conn
