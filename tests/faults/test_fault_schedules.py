@@ -18,8 +18,10 @@ passes, and:
 3. at every node the balances sum to zero (one asset) and no hold is left;
 4. no node has more tasks alive than when the schedule began.
 
-Half the schedules also make the connectors' links faulty: messages delivered late, twice, or
-out of order. Not yet: slow readers and restarts (docs/invariants.md says so).
+Half the schedules also make the connectors' links faulty (messages delivered late, twice, or
+out of order), and about a third restart B mid-run (a graceful stop, then a new B at its address:
+its in-flight Prepares are answered, A and C redial). Not yet: slow readers, and restarts of a
+node with a durable store (docs/invariants.md says so).
 """
 
 from __future__ import annotations
@@ -170,6 +172,9 @@ async def run_schedule(seed: int) -> list[str]:
     reconnect_at = rng.randint(0, 60) if rng.random() < 0.5 else -1
     count = rng.randint(10, 40)
     cuts = sorted(rng.uniform(0, 6) for _ in range(rng.randint(0, 4)))
+    restart_at = rng.uniform(0, 4) if rng.random() < 0.3 else None  # B restarts (graceful)
+    stopping: asyncio.Future[None] | None = None
+    retired: list[Container] = []
     elapsed = 0.0
     for i in range(count):
         fulfillment = hashlib.sha256(f"{seed}/{i}".encode()).digest()
@@ -197,10 +202,24 @@ async def run_schedule(seed: int) -> list[str]:
                 link = nodes[node].links().link_for(peer)
                 if link is not None:
                     link.conn.close(1001, "fault: link cut")
+            if restart_at is not None and elapsed >= restart_at and stopping is None:
+                stopping = asyncio.ensure_future(nodes["b"].node().shutdown())
+            if stopping is not None and stopping.done():
+                # B is down: a new B (new memory, new table) takes its address; A and C redial.
+                retired.append(nodes["b"])
+                nodes["b"], _ = build("b", clock, memory)
+                await nodes["b"].node().start()
+                stopping = None
+                restart_at = None
             await turns()
     # Every expiry passes, and then some.
     for _ in range(int((8.0 + 2.0) / STEP)):
         clock.advance(STEP)
+        if stopping is not None and stopping.done():
+            retired.append(nodes["b"])
+            nodes["b"], _ = build("b", clock, memory)
+            await nodes["b"].node().start()
+            stopping = None
         await turns()
 
     broken = []
@@ -222,7 +241,7 @@ async def run_schedule(seed: int) -> list[str]:
     committed = nodes["a"].ledger().position("alice").balance
     if committed != fulfilled:
         broken.append(f"2: alice got Fulfills for {fulfilled}, A committed {committed}")
-    for name, container in nodes.items():
+    for name, container in [*nodes.items(), *(("b (before its restart)", c) for c in retired)]:
         positions = list(container.ledger().positions())
         total = sum(p.balance for _, p in positions)
         if total:
