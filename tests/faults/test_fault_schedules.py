@@ -20,8 +20,9 @@ passes, and:
 
 Half the schedules also make the connectors' links faulty (messages delivered late, twice, or
 out of order), and about a third restart B mid-run (a graceful stop, then a new B at its address:
-its in-flight Prepares are answered, A and C redial). Not yet: slow readers, and restarts of a
-node with a durable store (docs/invariants.md says so).
+its in-flight Prepares are answered, A and C redial), and in about a third bob is a slow reader
+(he stops reading for seconds at a time). Not yet: restarts of a node with a durable store
+(docs/invariants.md says so).
 """
 
 from __future__ import annotations
@@ -137,8 +138,16 @@ async def run_schedule(seed: int) -> list[str]:
 
     sending: set[asyncio.Future[None]] = set()
 
+    slow_reader = rng.random() < 0.3
+
     async def bob_loop() -> None:
         while True:
+            if slow_reader and rng.random() < 0.2:
+                # A slow reader: bob reads nothing for a while (on the virtual clock); what C
+                # sends him waits, and C's expiries answer for him meanwhile.
+                resume = asyncio.Event()
+                clock.call_later(rng.uniform(0.5, 4.0), resume.set)
+                await resume.wait()
             frame = await bob.recv_frame()
             if not isinstance(frame, frames.Message):
                 continue
