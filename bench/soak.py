@@ -20,7 +20,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -31,28 +30,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from forwarding_bench import free_port, wait_port  # bench/ is the script's folder
+
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {"ab": "ab-secret", "cb": "cb-secret", "sender": "s-secret", "receiver": "r-secret"}
 BIG = 10**18
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"connector exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on {port}")
 
 
 def configs(ports: dict[str, int]) -> dict[str, str]:

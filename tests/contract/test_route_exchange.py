@@ -14,15 +14,13 @@ from typing import Any
 
 import pytest
 
-from connector.adapters.memory_transport import MemoryNetwork, MemoryServerTransport
-from connector.app.config import ConnectorConfig
+from connector.adapters.memory_transport import MemoryNetwork
 from connector.app.container import Container
-from connector.app.settings import Settings, runtime_config
 from connector.domain.ccp import CcpRoute, RouteUpdate, update_prepare
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject
 from tests.contract.conftest import GUARD
-from tests.contract.test_three_connectors import bob_answers, child, prepare, secrets_of
-from tests.fakes import FakeClock, FakeSecretStore, RecordingLogSink
+from tests.contract.test_three_connectors import bob_answers, build, child, prepare
+from tests.fakes import FakeClock
 
 INTERVAL = 30.0
 
@@ -63,18 +61,7 @@ class Net:
         self.nodes: dict[str, Container] = {}
 
     def build(self, name: str) -> Container:
-        container = Container()
-        config = ConnectorConfig.model_validate(CONFIGS[name])
-        container.config.from_dict(
-            runtime_config(Settings(transport="memory", shutdown_timeout=1), config)
-        )
-        container.clock.override(self.clock)
-        container.log.override(RecordingLogSink(nodeId=name))
-        container.secret_store.override(FakeSecretStore(secrets_of(name)))
-        container.memory_network.override(self.memory)
-        transport = container.transport()
-        assert isinstance(transport, MemoryServerTransport)
-        self.memory.listen(f"ws://{name}.memory", transport)
+        container, _ = build(name, self.clock, self.memory, CONFIGS)
         self.nodes[name] = container
         return container
 

@@ -93,10 +93,14 @@ class Network:
 
 
 def build(
-    name: str, clock: FakeClock, network: MemoryNetwork
+    name: str,
+    clock: FakeClock,
+    network: MemoryNetwork,
+    configs: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[Container, RecordingLogSink]:
+    """Node ``name`` of ``configs`` (default: this file's), on the shared clock and network."""
     container = Container()
-    config = ConnectorConfig.model_validate(CONFIGS[name])
+    config = ConnectorConfig.model_validate((configs or CONFIGS)[name])
     container.config.from_dict(
         runtime_config(Settings(transport="memory", shutdown_timeout=1), config)
     )

@@ -109,10 +109,6 @@ class Links:
     def connected_peers(self) -> list[str]:
         return sorted(p for p in self._by_peer if self.is_connected(p))
 
-    def in_flight(self, peer_id: str) -> int:
-        """The peer's Prepares not answered yet, over all its links (retiring ones too)."""
-        return sum(len(link.incoming) for link in self.all if link.peer_id == peer_id)
-
     @property
     def total_in_flight(self) -> int:
         return sum(len(link.incoming) for link in self.all)
