@@ -102,7 +102,9 @@ def build(
     container = Container()
     config = ConnectorConfig.model_validate((configs or CONFIGS)[name])
     container.config.from_dict(
-        runtime_config(Settings(transport="memory", shutdown_timeout=1), config)
+        runtime_config(
+            Settings(transport="memory", shutdown_timeout=1, store_url="memory://"), config
+        )
     )
     log = RecordingLogSink(nodeId=name)
     container.clock.override(clock)

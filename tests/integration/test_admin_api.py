@@ -170,7 +170,10 @@ async def test_without_a_token_the_admin_api_does_not_start(
     monkeypatch.delenv("CONNECTOR_ADMIN_TOKEN", raising=False)
     container = Container()
     container.config.from_dict(
-        runtime_config(Settings(transport="memory"), ConnectorConfig.model_validate(CONFIG))
+        runtime_config(
+            Settings(transport="memory", store_url="memory://"),
+            ConnectorConfig.model_validate(CONFIG),
+        )
     )
     assert container.admin() is None
 

@@ -32,6 +32,7 @@ async def node() -> AsyncIterator[tuple[Container, FakeProcessor, RecordingLogSi
                 ilp_address="test.node",
                 node_id="node-1",
                 shutdown_timeout=5.0,
+                store_url="memory://",
             ),
             None,
         )

@@ -75,7 +75,12 @@ async def node() -> AsyncIterator[tuple[Container, BlockedDialer, int]]:
         }
     )
     container = Container()
-    settings = Settings(btp_server_host="127.0.0.1", btp_server_port=port, shutdown_timeout=1.0)
+    settings = Settings(
+        btp_server_host="127.0.0.1",
+        btp_server_port=port,
+        shutdown_timeout=1.0,
+        store_url="memory://",
+    )
     container.config.from_dict(runtime_config(settings, config))
     container.secret_store.override(FakeSecretStore(SECRETS))
     container.log.override(RecordingLogSink())

@@ -242,17 +242,17 @@ def test_check_config_shows_the_shared_store_and_this_instance(
 ) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(f"store: {{url: '{postgres_url}', instance: east-1}}\n")
-    ok, lines = check(path, {})
-    assert ok, lines
+    code, lines = check(path, {})
+    assert code == 0, lines
     assert f"store: {postgres_url}  (shared; this instance: east-1)" in lines
     secret_url = postgres_url.replace("postgres@", "postgres:hunter2@").replace(
         "127.0.0.1:",
         "127.0.0.1:1",  # nothing listens there
     )
-    ok, lines = check(path, {"CONNECTOR_STORE_URL": secret_url, "CONNECTOR_STORE_INSTANCE": "w"})
-    assert not ok
+    code, lines = check(path, {"CONNECTOR_STORE_URL": secret_url, "CONNECTOR_STORE_INSTANCE": "w"})
+    assert code == 1  # as start-up: the configuration is valid, the database is not there
     assert "hunter2" not in "\n".join(lines)
-    assert "(shared; this instance: w)" in "\n".join(lines)
+    assert "(shared; this instance: w (from CONNECTOR_STORE_INSTANCE))" in "\n".join(lines)
 
 
 async def test_an_operators_correction_reaches_every_instance(postgres_url: str) -> None:

@@ -33,12 +33,12 @@ def test_packet_metrics_count_exactly() -> None:
 
 
 def test_check_config_names_a_missing_secret() -> None:
-    ok, lines = check(EXAMPLE, {"BTP_PEER_ALICE_SECRET": "a"})
-    assert not ok
+    code, lines = check(EXAMPLE, {"BTP_PEER_ALICE_SECRET": "a"})
+    assert code != 0
     assert "error: peer 'bob': BTP_PEER_BOB_SECRET is not set" in "\n".join(lines)
     assert "hunter" not in "\n".join(lines)
-    ok, lines = check(EXAMPLE, {"BTP_PEER_ALICE_SECRET": "hunter2", "BTP_PEER_BOB_SECRET": "b"})
-    assert ok
+    code, lines = check(EXAMPLE, {"BTP_PEER_ALICE_SECRET": "hunter2", "BTP_PEER_BOB_SECRET": "b"})
+    assert code == 0
     assert lines[-1] == "result: OK"
     assert "hunter2" not in "\n".join(lines)  # it says set or MISSING, never the value
 
@@ -46,12 +46,12 @@ def test_check_config_names_a_missing_secret() -> None:
 def test_check_config_names_a_route_to_an_unknown_peer(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("peers: [{id: a, relation: peer}]\nroutes: [{prefix: test.x, peer: ghost}]\n")
-    ok, lines = check(path, {"BTP_PEER_A_SECRET": "x"})
-    assert not ok
+    code, lines = check(path, {"BTP_PEER_A_SECRET": "x"})
+    assert code != 0
     assert "routes.0.peer: 'ghost' is not a configured peer" in "\n".join(lines)
 
 
-def test_check_config_command_exits_0_or_1(tmp_path: Path) -> None:
+def test_check_config_command_exits_0_or_2(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "BTP_PEER_ALICE_SECRET": "a"}
     bad = subprocess.run(
         [sys.executable, "-m", "connector", "--check-config", str(EXAMPLE)],
@@ -61,7 +61,7 @@ def test_check_config_command_exits_0_or_1(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # as start-up exits with this configuration
     assert "MISSING" in bad.stdout
     good = subprocess.run(
         [sys.executable, "-m", "connector", "--check-config", str(EXAMPLE)],
@@ -92,17 +92,17 @@ def test_balances_and_refusals_are_exported_from_the_ledger() -> None:
 def test_check_config_reports_a_store_it_cannot_use(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("store: {url: 'sqlite:////nonexistent-dir/b.sqlite3'}\n")
-    ok, lines = check(path, {})
-    assert not ok
+    code, lines = check(path, {})
+    assert code != 0
     assert "cannot create it in /nonexistent-dir" in "\n".join(lines)
-    ok, lines = check(path, {"CONNECTOR_STORE_URL": f"sqlite:///{tmp_path / 'ok.sqlite3'}"})
-    assert ok, lines
-    assert f"store: sqlite:///{tmp_path / 'ok.sqlite3'}" in lines
+    code, lines = check(path, {"CONNECTOR_STORE_URL": f"sqlite:///{tmp_path / 'ok.sqlite3'}"})
+    assert code == 0, lines
+    assert f"store: sqlite:///{tmp_path / 'ok.sqlite3'} (from CONNECTOR_STORE_URL)" in lines
     assert not (tmp_path / "ok.sqlite3").exists()  # checking creates nothing
     corrupt = tmp_path / "bad.sqlite3"
     corrupt.write_bytes(b"not a database at all, just bytes" * 10)
-    ok, lines = check(path, {"CONNECTOR_STORE_URL": f"sqlite:///{corrupt}"})
-    assert not ok
+    code, lines = check(path, {"CONNECTOR_STORE_URL": f"sqlite:///{corrupt}"})
+    assert code != 0
     assert "bad.sqlite3" in "\n".join(lines)
 
 
@@ -114,9 +114,9 @@ def test_check_config_shows_assets_and_rates_and_warns_of_a_missing_price(tmp_pa
         "  - {id: alice, relation: child, asset: {code: EUR, scale: 2}}\n"
         "  - {id: bob, relation: child}\n"
     )
-    ok, lines = check(path, {"BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b"})
+    code, lines = check(path, {"BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b"})
     text = "\n".join(lines)
-    assert ok, text  # a missing price is a warning: it can be set at runtime
+    assert code == 0, text  # a missing price is a warning: it can be set at runtime
     assert "asset EUR/2" in text
     assert "rates: static (file), prices USD, spread 0.002" in text
     assert "warning: no price for EUR" in text

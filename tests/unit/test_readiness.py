@@ -62,7 +62,7 @@ class Env:
         container = Container()
         container.config.from_dict(
             runtime_config(
-                Settings(transport="memory", shutdown_timeout=1),
+                Settings(transport="memory", shutdown_timeout=1, store_url="memory://"),
                 ConnectorConfig.model_validate(config),
             )
         )

@@ -1,9 +1,11 @@
-"""``connector --check-config FILE``: validate the file and the environment, start nothing.
+"""``connector --check-config [FILE]``: validate the file and the environment, start nothing.
 
-Checks what the file model checks (keys, values, addresses, routes that name configured peers)
-and what only the environment can tell: every peer has its ``BTP_PEER_{ID}_SECRET``, and the
-store (``CONNECTOR_STORE_URL`` or ``store.url``) can be opened, checked without creating it.
-Prints what it found in one screen; exit 0 when all is well, 1 otherwise.
+It checks exactly what start-up would (``load_effective``: the environment's variables, every
+problem of the file, the secrets of the peers we dial) and what start-up finds out by opening the
+store, without creating it, and shows the *effective* configuration: the file with the
+environment applied, each value the environment beats marked with its variable. Exits as
+start-up would: 0 when it would start, 2 for an invalid configuration, 1 when only the store
+cannot be reached now.
 """
 
 from __future__ import annotations
@@ -11,75 +13,108 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
-from connector.app.config import ConnectorConfig, load_config
+from connector.app.effective_config import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Effective,
+    InvalidConfiguration,
+    load_effective,
+)
 from connector.app.postgres_store import default_instance, is_postgres_url, redact
 from connector.app.rates_source import shown_url
 from connector.app.store import store_problem
-from connector.domain.errors import ConfigurationError
 
 
-def check(path: Path, environ: Mapping[str, str] | None = None) -> tuple[bool, list[str]]:
-    """``(ok, lines)``: the report to print."""
-    lines = [f"config: {path}"]
-    try:
-        config = load_config(path)
-    except ConfigurationError as exc:
-        return False, [
-            *lines,
-            *(f"  error: {line}" for line in str(exc).splitlines()),
-            "result: INVALID",
-        ]
-    secrets = EnvSecretStore(environ)
+class Report(NamedTuple):
+    code: int  # EXIT_OK, EXIT_INVALID or EXIT_FAILED: what start-up would exit with
+    lines: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.code == EXIT_OK
+
+
+def check(path: Path | None, environ: Mapping[str, str] | None = None) -> Report:
+    """The report to print: the effective configuration (the file with the environment
+    applied, exactly as start-up builds it), its warnings and problems."""
     env = os.environ if environ is None else environ
-    problems = _report(
-        config,
-        secrets,
-        lines,
-        env.get("CONNECTOR_STORE_URL") or None,
-        bool(env.get("CONNECTOR_ADMIN_TOKEN")),
-        env.get("CONNECTOR_STORE_INSTANCE") or None,
+    secrets = EnvSecretStore(env)
+    shown = path or (Path(env["CONNECTOR_CONFIG"]) if env.get("CONNECTOR_CONFIG") else None)
+    lines = [f"config: {shown or '(none: open mode, peers from BTP_PEER_*_SECRET)'}"]
+    try:
+        effective = load_effective(env, path, secrets, keep_going=True)
+    except InvalidConfiguration as exc:
+        count = f"{len(exc.problems)} problem{'s' if len(exc.problems) > 1 else ''}"
+        return Report(
+            EXIT_INVALID,
+            [*lines, *(f"  error: {line}" for line in exc.problems), f"result: INVALID ({count})"],
+        )
+    problems, unreachable = _report(
+        effective, secrets, lines, bool(env.get("CONNECTOR_ADMIN_TOKEN"))
     )
+    lines.extend(f"  warning: {warning}" for warning in effective.warnings)
+    problems = [*effective.errors, *problems]
     for problem in problems:
         lines.append(f"  error: {problem}")
-    count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
-    lines.append("result: OK" if not problems else f"result: INVALID ({count})")
-    return not problems, lines
+    if problems:
+        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
+        code = EXIT_FAILED if unreachable and len(problems) == 1 else EXIT_INVALID
+        lines.append(f"result: INVALID ({count})")
+        return Report(code, lines)
+    warned = len(effective.warnings)
+    lines.append(
+        f"result: OK ({warned} warning{'s' if warned > 1 else ''})" if warned else "result: OK"
+    )
+    return Report(EXIT_OK, lines)
 
 
 def _report(
-    config: ConnectorConfig,
-    secrets: EnvSecretStore,
-    lines: list[str],
-    environ_store: str | None = None,
-    admin_token: bool = False,
-    environ_instance: str | None = None,
-) -> list[str]:
+    effective: Effective, secrets: EnvSecretStore, lines: list[str], admin_token: bool
+) -> tuple[list[str], bool]:
+    """Appends the report's body to ``lines``; returns the problems, and whether the only kind
+    is a store that cannot be reached now (start-up would exit 1, not 2)."""
+    config = effective.config
+    beats = effective.overridden()
+
+    def env(key: str) -> str:
+        return f" (from {beats[key]})" if key in beats else ""
+
     problems = []
     lines.append(
-        f"node: {config.node_id}  address: {config.ilp_address}  "
-        f"listen: {config.btp_server.host}:{config.btp_server.port}  "
+        f"node: {config.node_id}{env('node_id')}  "
+        f"address: {config.ilp_address}{env('ilp_address')}  "
+        f"listen: {config.btp_server.host}:{config.btp_server.port}"
+        f"{env('btp_server.host')}{env('btp_server.port')}  "
         f"asset: {config.asset.code}/{config.asset.scale}"
     )
-    store_url = environ_store or config.store.url
+    store_url = config.store.url
     shared = ""
     if is_postgres_url(store_url):
-        name = environ_instance or config.store.instance or default_instance()
-        shared = f"  (shared; this instance: {name})"
-    lines.append(f"store: {redact(store_url)}{shared}")
+        name = config.store.instance or default_instance()
+        shared = f"  (shared; this instance: {name}{env('store.instance')})"
+    lines.append(f"store: {redact(store_url)}{env('store.url')}{shared}")
     lines.append(
         f"admin: {config.admin.host}:{config.admin.port}, "
         f"CONNECTOR_ADMIN_TOKEN: {'set' if admin_token else 'not set (the admin API stays off)'}"
     )
-    store = store_problem(environ_store or config.store.url)
+    store = store_problem(store_url)
+    unreachable = store is not None and is_postgres_url(store_url)
     if store is not None:
         problems.append(store)
+    if effective.file is None:
+        ids = secrets.configured_peers()
+        lines.append(
+            f"peers: open mode, any peer with a secret may log in as a child ({len(ids)} set: "
+            f"{', '.join(secret_variable(i) for i in ids) or 'none'})"
+        )
+        return problems, unreachable
     lines.append(f"peers ({len(config.peers)}):")
     for peer in config.peers:
         has_secret = secrets.secret_for(peer.id) is not None
-        if not has_secret:
-            problems.append(f"peer {peer.id!r}: {secret_variable(peer.id)} is not set")
         how = f"dials {peer.url} as {peer.username or config.node_id}" if peer.url else "dials us"
         limit = f", max {peer.max_packet_amount}" if peer.max_packet_amount is not None else ""
         low, high = peer.balance.minimum, peer.balance.maximum
@@ -128,4 +163,4 @@ def _report(
         f"{config.routing.broadcast_interval_ms / 1000:g} s):"
     )
     lines.extend(f"  {prefix:<32} -> {peer}" for prefix, peer in routes)
-    return problems
+    return problems, unreachable

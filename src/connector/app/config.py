@@ -8,7 +8,7 @@ and bad values stop start-up with ``ConfigurationError`` naming the file, the fi
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -207,22 +207,55 @@ class ConnectorConfig(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> ConnectorConfig:
-        ids = [p.id for p in self.peers]
-        duplicates = sorted({i for i in ids if ids.count(i) > 1})
-        if duplicates:
-            raise ValueError(f"peers: duplicate id {', '.join(duplicates)}")
-        spellings: dict[str, str] = {}
-        for peer_id in ids:
-            other = spellings.setdefault(canonical_peer_id(peer_id), peer_id)
-            if other != peer_id:
-                raise ValueError(
-                    f"peers: {other!r} and {peer_id!r} would share one secret variable "
-                    "(case, '-', '_' and '~' do not tell ids apart there)"
-                )
-        for index, route in enumerate(self.routes):
-            if route.peer not in ids:
-                raise ValueError(f"routes.{index}.peer: {route.peer!r} is not a configured peer")
+        problems = reference_problems([p.id for p in self.peers], [r.peer for r in self.routes])
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
+
+
+def reference_problems(ids: list[str], route_peers: list[str | None]) -> list[str]:
+    """What only the whole file can tell: duplicate peers, two spellings of one secret
+    variable, routes to peers that are not configured."""
+    problems = []
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        problems.append(f"peers: duplicate id {', '.join(duplicates)}")
+    spellings: dict[str, str] = {}
+    for peer_id in ids:
+        other = spellings.setdefault(canonical_peer_id(peer_id), peer_id)
+        if other != peer_id:
+            problems.append(
+                f"peers: {other!r} and {peer_id!r} would share one secret variable "
+                "(case, '-', '_' and '~' do not tell ids apart there)"
+            )
+    for index, peer in enumerate(route_peers):
+        if peer is not None and peer not in ids:
+            problems.append(f"routes.{index}.peer: {peer!r} is not a configured peer")
+    return problems
+
+
+def _raw_references(raw: dict[str, object]) -> list[str]:
+    """``reference_problems`` of a file whose values did not all validate, so that one run
+    reports every problem: the ids and route targets that are strings, as written."""
+    peers = raw.get("peers")
+    routes = raw.get("routes")
+    ids = [
+        p["id"] for p in (peers if isinstance(peers, list) else [])
+        if isinstance(p, dict) and isinstance(p.get("id"), str)
+    ]  # fmt: skip
+    targets = [
+        r.get("peer") if isinstance(r, dict) and isinstance(r.get("peer"), str) else None
+        for r in (routes if isinstance(routes, list) else [])
+    ]
+    return reference_problems(ids, targets)
+
+
+def readable(error: Any) -> str:
+    """Pydantic's message in our words: no prefix, no documentation URL."""
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return message.replace("Input should be", "must be")
 
 
 def load_config(path: Path) -> ConnectorConfig:
@@ -243,7 +276,11 @@ def load_config(path: Path) -> ConnectorConfig:
         problems = []
         for error in exc.errors():
             where = ".".join(str(part) for part in error["loc"])
-            message = error["msg"].removeprefix("Value error, ")
-            # Cross-field checks name their own field (routes.0.peer: ...).
-            problems.append(f"{path}: {where}: {message}" if where else f"{path}: {message}")
+            message = readable(error)
+            # Cross-field checks name their own field (routes.0.peer: ...), one per line.
+            for line in message.splitlines():
+                problems.append(f"{path}: {where}: {line}" if where else f"{path}: {line}")
+        for line in _raw_references(raw):
+            if f"{path}: {line}" not in problems:
+                problems.append(f"{path}: {line}")
         raise ConfigurationError("\n".join(problems)) from None

@@ -11,24 +11,32 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import os
 import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from connector.adapters.env_secret_store import EnvSecretStore
 from connector.adapters.structlog_sink import configure_logging
 from connector.app.check_config import check
-from connector.app.config import load_config
 from connector.app.container import Container
+from connector.app.effective_config import (
+    EXIT_FAILED,
+    EXIT_INVALID,
+    EXIT_OK,
+    Effective,
+    InvalidConfiguration,
+    load_effective,
+)
 from connector.app.postgres_store import PostgresStore
-from connector.app.settings import Settings, runtime_config
 from connector.app.store import GroupCommit
 from connector.domain.errors import ConfigurationError
 from connector.domain.ledger import Ledger
+
+#: ``--check-config`` without a FILE: the one ``--config`` or ``CONNECTOR_CONFIG`` names.
+CHECK_THE_CONFIG = Path("\0")
 
 
 async def serve(container: Container) -> None:
@@ -109,15 +117,12 @@ def run(main: Coroutine[Any, Any, None], event_loop: str) -> None:
     asyncio.run(main)
 
 
-def build_container(config_path: Path | None = None) -> Container:
-    """Settings from the environment plus the file; raises ConfigurationError or
-    ValidationError when either is wrong."""
-    settings = Settings()
-    path = config_path or settings.config
-    file = load_config(path) if path is not None else None
+def build_container(effective: Effective) -> Container:
+    """The container of ``effective``; raises ConfigurationError for a store that cannot be
+    opened."""
     container = Container()
-    container.config.from_dict(runtime_config(settings, file))
-    container.outgoing()  # resolve now: a peer with a url but no secret fails at start-up
+    container.config.from_dict(effective.runtime())
+    container.outgoing()  # resolve now: what start-up refuses, it refuses before listening
     container.ledger()  # and so does a store that cannot be opened
     return container
 
@@ -133,10 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="YAML configuration file")
     parser.add_argument(
         "--check-config",
+        nargs="?",
+        const=CHECK_THE_CONFIG,
         type=Path,
         metavar="FILE",
-        help="validate FILE and the environment (every peer's secret), print what was found, "
-        "exit 0 or 1; starts nothing",
+        help="check FILE (or --config / CONNECTOR_CONFIG) and the environment exactly as start-up "
+        "would, print the effective configuration, exit 0 (would start), 2 (invalid) or 1 "
+        "(the store cannot be reached); starts nothing",
     )
     parser.add_argument(
         "command",
@@ -154,25 +162,32 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.check_config is not None:
-        ok, lines = check(args.check_config)
-        print("\n".join(lines))
-        return 0 if ok else 1
+        path = args.config if args.check_config == CHECK_THE_CONFIG else args.check_config
+        report = check(path)
+        print("\n".join(report.lines))
+        return report.code
     try:
-        settings = Settings()
-        configure_logging(settings.log_level, settings.log_format)
-        container = build_container(args.config)
-    except ValidationError as exc:
-        print(f"connector: invalid settings\n{exc}", file=sys.stderr)
-        return 2
+        effective = load_effective(os.environ, args.config, EnvSecretStore())
+    except InvalidConfiguration as exc:
+        print("connector: invalid configuration", file=sys.stderr)
+        print("\n".join(f"  {line}" for line in exc.problems), file=sys.stderr)
+        return EXIT_INVALID
+    settings = effective.settings
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        container = build_container(effective)
     except ConfigurationError as exc:
-        print(f"connector: invalid configuration\n{exc}", file=sys.stderr)
-        return 2
+        print(f"connector: invalid configuration\n  {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    log = container.log()
+    for warning in effective.warnings:
+        log.warning("config_warning", problem=warning)
     try:
         run(serve(container), settings.event_loop)
     except (OSError, ConfigurationError) as exc:  # a port taken, a store that cannot be opened
-        container.log().error("connector_failed", error=str(exc))
-        return 1
-    return 0
+        log.error("connector_failed", error=str(exc))
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

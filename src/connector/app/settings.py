@@ -3,46 +3,40 @@
 The names users were promised keep their names (``BTP_SERVER_PORT``, ``BTP_SERVER_HOST``,
 ``LOG_LEVEL``, ``LOG_FORMAT``); everything else is ``CONNECTOR_*``. Peer secrets are not settings:
 ``EnvSecretStore`` reads ``BTP_PEER_{PEER_ID}_SECRET`` when a peer authenticates.
+
+``Settings.from_environment`` reads only the variables listed in ``VARIABLES``: an unknown
+``CONNECTOR_*`` or ``BTP_SERVER_*`` variable (``CONNECTOR_MAX_INFLIGHT``) is a problem, not
+silence, and every problem names the variable as it was set.
 """
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connector.app.config import ConnectorConfig, valid_ilp_address, valid_node_id
+from connector.app.config import ConnectorConfig, readable, valid_ilp_address, valid_node_id
 
 #: The largest legal ILP packet is about 34 KB (32767 bytes of data, a 1023-byte address); a
 #: frame of 256 KiB leaves room for extra protocol data while bounding memory per message.
 DEFAULT_MAX_FRAME_SIZE = 256 * 1024
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="CONNECTOR_", extra="ignore", validate_default=True, frozen=True
-    )
+class Settings(BaseModel):
+    """The environment's settings; built by ``from_environment`` (tests pass values directly)."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
     node_id: str = Field("connector", description="appears as nodeId in every log line")
     ilp_address: str = Field("test.connector", description="this node's ILP address")
-    btp_server_host: str = Field(
-        "0.0.0.0",  # noqa: S104 - a connector in a container listens on all interfaces
-        validation_alias=AliasChoices("BTP_SERVER_HOST", "CONNECTOR_BTP_SERVER_HOST"),
-    )
-    btp_server_port: int = Field(
-        3000,
-        ge=0,
-        le=65535,
-        validation_alias=AliasChoices("BTP_SERVER_PORT", "CONNECTOR_BTP_SERVER_PORT"),
-    )
-    log_level: Literal["debug", "info", "warning", "error"] = Field(
-        "info", validation_alias=AliasChoices("LOG_LEVEL", "CONNECTOR_LOG_LEVEL")
-    )
-    log_format: Literal["auto", "json", "console"] = Field(
-        "auto", validation_alias=AliasChoices("LOG_FORMAT", "CONNECTOR_LOG_FORMAT")
-    )
+    # A connector in a container listens on all interfaces.
+    btp_server_host: str = "0.0.0.0"  # noqa: S104
+    btp_server_port: int = Field(3000, ge=0, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
     config: Path | None = Field(None, description="the YAML configuration file")
     transport: Literal["websockets", "memory"] = "websockets"
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
@@ -66,34 +60,127 @@ class Settings(BaseSettings):
     _address = field_validator("ilp_address")(valid_ilp_address)
     _node_id = field_validator("node_id")(valid_node_id)
 
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Settings:
+        """The settings ``environ`` sets; ``EnvironmentProblems`` lists every problem at once.
+        An empty variable counts as unset."""
+        problems: list[str] = []
+        values: dict[str, str] = {}
+        source: dict[str, str] = {}  # setting -> the variable that set it
+        for name in sorted(environ):
+            if not name.startswith(PREFIXES) and name not in VARIABLES:
+                continue
+            if name not in KNOWN:
+                hint = difflib.get_close_matches(name, sorted(KNOWN), n=1)
+                more = f" (did you mean {hint[0]}?)" if hint else ""
+                problems.append(f"{name}: not a variable this connector reads{more}")
+                continue
+            field = VARIABLES.get(name)
+            if field is None or environ[name] == "":
+                continue
+            if field in source:
+                problems.append(f"{name}: {source[field]} sets the same thing; set only one")
+                continue
+            values[field] = environ[name]
+            source[field] = name
+        try:
+            settings = cls.model_validate(values)
+        except ValidationError as exc:
+            for error in exc.errors():
+                field = str(error["loc"][0]) if error["loc"] else ""
+                name = source.get(field, field)
+                problems.append(f"{name}={environ.get(name, '')!r}: {readable(error)}")
+        if problems:
+            raise EnvironmentProblems(problems)
+        return settings
+
+
+class EnvironmentProblems(ValueError):
+    """Every problem of the environment, one line each, naming the variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+PREFIXES = ("CONNECTOR_", "BTP_SERVER_")
+
+#: Each variable and the setting it sets. The promised names first; ``CONNECTOR_*`` spellings of
+#: them are accepted too (one of the two, not both).
+VARIABLES: dict[str, str] = {
+    "BTP_SERVER_HOST": "btp_server_host",
+    "BTP_SERVER_PORT": "btp_server_port",
+    "LOG_LEVEL": "log_level",
+    "LOG_FORMAT": "log_format",
+    **{f"CONNECTOR_{field.upper()}": field for field in Settings.model_fields},
+}
+
+#: Read by the connector but not settings: the admin API's token (``build_admin``) and the test
+#: suite's golden vectors directory.
+OTHER_VARIABLES = ("CONNECTOR_ADMIN_TOKEN", "CONNECTOR_VECTORS_DIR")
+
+KNOWN = frozenset(VARIABLES) | frozenset(OTHER_VARIABLES)
+
+
+def effective_file(settings: Settings, file: ConnectorConfig | None) -> ConnectorConfig:
+    """The file as it applies: every environment variable that was set beats its key
+    (``BTP_SERVER_PORT`` beats ``btp_server.port``, and so on)."""
+    base = file or ConnectorConfig()
+    given = settings.model_fields_set
+    server: dict[str, Any] = {}
+    if "btp_server_host" in given:
+        server["host"] = settings.btp_server_host
+    if "btp_server_port" in given:
+        server["port"] = settings.btp_server_port
+    store: dict[str, Any] = {}
+    if settings.store_url:
+        store["url"] = settings.store_url
+    if settings.store_instance:
+        store["instance"] = settings.store_instance
+    top: dict[str, Any] = {
+        "btp_server": base.btp_server.model_copy(update=server),
+        "store": base.store.model_copy(update=store),
+    }
+    if "node_id" in given:
+        top["node_id"] = settings.node_id
+    if "ilp_address" in given:
+        top["ilp_address"] = settings.ilp_address
+    return base.model_copy(update=top)
+
+
+#: Which variable beats which key, for reports: (setting, key in the file).
+OVERRIDES = (
+    ("node_id", "node_id"),
+    ("ilp_address", "ilp_address"),
+    ("btp_server_host", "btp_server.host"),
+    ("btp_server_port", "btp_server.port"),
+    ("store_url", "store.url"),
+    ("store_instance", "store.instance"),
+)
+
 
 def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str, Any]:
-    """What the container is built from: the file's values, overridden by any environment
-    variable that was actually set (``BTP_SERVER_PORT`` beats the file's port, and so on)."""
-    given = settings.model_fields_set
-    base = file or ConnectorConfig()
+    """What the container is built from: the effective file (``effective_file``) flattened,
+    and the environment's own settings."""
+    config = effective_file(settings, file)
     values = settings.model_dump()
     values.update(
-        node_id=settings.node_id if "node_id" in given else base.node_id,
-        ilp_address=settings.ilp_address if "ilp_address" in given else base.ilp_address,
-        btp_server_host=(
-            settings.btp_server_host if "btp_server_host" in given else base.btp_server.host
-        ),
-        btp_server_port=(
-            settings.btp_server_port if "btp_server_port" in given else base.btp_server.port
-        ),
-        asset_code=base.asset.code,
-        asset_scale=base.asset.scale,
-        min_message_window=base.forwarding.min_message_window_ms / 1000,
-        max_hold_time=base.forwarding.max_hold_time_ms / 1000,
-        peers=[p.model_dump() for p in base.peers],
-        routes=[r.model_dump() for r in base.routes],
-        store_url=settings.store_url or base.store.url,
-        store_instance=settings.store_instance or base.store.instance,
-        broadcast_interval=base.routing.broadcast_interval_ms / 1000,
-        rates=base.rates.model_dump(),
-        admin_host=base.admin.host,
-        admin_port=base.admin.port,
+        node_id=config.node_id,
+        ilp_address=config.ilp_address,
+        btp_server_host=config.btp_server.host,
+        btp_server_port=config.btp_server.port,
+        asset_code=config.asset.code,
+        asset_scale=config.asset.scale,
+        min_message_window=config.forwarding.min_message_window_ms / 1000,
+        max_hold_time=config.forwarding.max_hold_time_ms / 1000,
+        peers=[p.model_dump() for p in config.peers],
+        routes=[r.model_dump() for r in config.routes],
+        store_url=config.store.url,
+        store_instance=config.store.instance,
+        broadcast_interval=config.routing.broadcast_interval_ms / 1000,
+        rates=config.rates.model_dump(),
+        admin_host=config.admin.host,
+        admin_port=config.admin.port,
         open_children=file is None,
         debug=settings.log_level == "debug",
     )

@@ -1,0 +1,143 @@
+"""``--check-config`` and start-up read the same effective configuration (file + environment),
+report every problem in one run, name variables as they were set, and exit alike."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from connector.app.check_config import check
+from connector.app.effective_config import InvalidConfiguration, load_effective
+from connector.app.settings import EnvironmentProblems, Settings
+from tests.fakes import FakeSecretStore
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "connector.yaml"
+BASE_ENV = {"PATH": "/usr/bin:/bin", "CONNECTOR_STORE_URL": "memory://"}
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """The real entrypoint; these configurations never start it, so it exits at once."""
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        env={**BASE_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        (
+            {"LOG_LEVEL": "verbose", "BTP_SERVER_PORT": "abc"},
+            ["LOG_LEVEL='verbose': must be", "BTP_SERVER_PORT='abc': must be a valid integer"],
+        ),
+        (
+            {"CONNECTOR_MAX_INFLIGHT": "5"},
+            ["CONNECTOR_MAX_INFLIGHT: not a variable", "did you mean CONNECTOR_MAX_IN_FLIGHT?"],
+        ),
+        (
+            {"CONNECTOR_MAX_FRAME_SIZE": "5"},
+            ["CONNECTOR_MAX_FRAME_SIZE='5': must be greater than or equal to 40000"],
+        ),
+        ({"BTP_PEER_BOB_SECRET": ""}, ["BTP_PEER_BOB_SECRET is not set (needed to dial"]),
+    ],
+)
+def test_check_config_and_start_up_agree(env: dict[str, str], expected: list[str]) -> None:
+    env = {"BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b", **env}
+    checked = run("--check-config", str(EXAMPLE), env=env)
+    started = run("--config", str(EXAMPLE), env=env)
+    assert checked.returncode == started.returncode == 2, checked.stdout + started.stderr
+    for text in expected:
+        assert text in checked.stdout
+        assert text in started.stderr
+    for output in (checked.stdout, started.stderr):
+        assert "pydantic" not in output
+        assert "https://" not in output  # no library documentation URL
+        assert "Traceback" not in output
+
+
+def test_check_config_without_a_file_argument_checks_connector_config() -> None:
+    env = {"BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b"}
+    checked = run("--check-config", env={**env, "CONNECTOR_CONFIG": str(EXAMPLE)})
+    assert checked.returncode == 0, checked.stdout
+    assert f"config: {EXAMPLE}" in checked.stdout
+    checked = run("--check-config", "--config", str(EXAMPLE), env=env)
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_check_config_shows_what_the_environment_overrides() -> None:
+    env = {
+        "BTP_PEER_ALICE_SECRET": "a",
+        "BTP_PEER_BOB_SECRET": "b",
+        "BTP_SERVER_PORT": "4555",
+        "CONNECTOR_NODE_ID": "from-env",
+    }
+    code, lines = check(EXAMPLE, env)
+    assert code == 0, lines
+    assert (
+        "node: from-env (from CONNECTOR_NODE_ID)  address: test.a  "
+        "listen: 0.0.0.0:4555 (from BTP_SERVER_PORT)  asset: USD/9"
+    ) in lines
+
+
+def test_a_configured_peer_without_a_secret_is_a_warning_in_both() -> None:
+    env = {"BTP_PEER_BOB_SECRET": "b"}  # alice (a child that dials us) has none
+    code, lines = check(EXAMPLE, env)
+    assert code == 0, lines
+    assert "  warning: peer 'alice': BTP_PEER_ALICE_SECRET is not set: it cannot log in yet" in (
+        lines
+    )
+    assert lines[-1] == "result: OK (1 warning)"
+    effective = load_effective(env, EXAMPLE, FakeSecretStore({"bob": "b"}))
+    assert effective.warnings == (
+        "peer 'alice': BTP_PEER_ALICE_SECRET is not set: it cannot log in yet",
+    )
+
+
+def test_every_problem_of_a_file_in_one_run(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        "node_id: 'a b'\n"
+        "btp_server: {port: 99999}\n"
+        "colour: blue\n"
+        "peers:\n"
+        "  - {id: alice, relation: kid}\n"
+        "  - {id: alice, relation: child}\n"
+        "routes:\n"
+        "  - {prefix: test.x, peer: carol}\n"
+    )
+    with pytest.raises(InvalidConfiguration) as raised:
+        load_effective({"BTP_SERVER_PORT": "x"}, path, FakeSecretStore({}))
+    text = "\n".join(raised.value.problems)
+    for problem in (
+        "environment: BTP_SERVER_PORT='x'",
+        "node_id: must be 1-64 characters",
+        "btp_server.port: must be less than or equal to 65535",
+        "colour: unknown key",
+        "peers.0.relation: must be 'child', 'peer' or 'parent'",
+        "peers: duplicate id alice",  # a cross-field check, though fields failed too
+        "routes.0.peer: 'carol' is not a configured peer",
+    ):
+        assert problem in text, text
+
+
+def test_variables_are_read_exactly_and_empty_counts_as_unset() -> None:
+    assert Settings.from_environment({"CONNECTOR_NODE_ID": ""}).node_id == "connector"
+    assert Settings.from_environment({"CONNECTOR_ADMIN_TOKEN": "t"}).node_id == "connector"
+    with pytest.raises(EnvironmentProblems) as raised:
+        Settings.from_environment({"LOG_LEVEL": "info", "CONNECTOR_LOG_LEVEL": "debug"})
+    assert raised.value.problems == [
+        "LOG_LEVEL: CONNECTOR_LOG_LEVEL sets the same thing; set only one"
+    ]
+    with pytest.raises(EnvironmentProblems):
+        Settings.from_environment({"BTP_SERVER_PROT": "3000"})
+    # other programs' variables are none of ours
+    assert Settings.from_environment({"BTP_PEER_X_SECRET": "s", "HOME": "/"}).node_id == "connector"
