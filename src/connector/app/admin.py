@@ -12,6 +12,8 @@ log line carries the token.
   ``admin_rate_set``), from the next packet on;
 - ``GET /routes``: the routing table and the route exchange with each peer;
   ``GET /routes/explain?destination=…``: which route a destination takes, and why;
+- ``POST /reload``: read the configuration file again and apply it (as ``SIGHUP`` does); the
+  answer says what changed, or why nothing did (400);
 - ``GET /openapi.json``: this API, described.
 """
 
@@ -177,6 +179,20 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/reload": {
+            "post": {
+                "summary": "read the configuration file again and apply it, as SIGHUP does",
+                "responses": {
+                    "200": {
+                        "description": "applied: added, removed, changed and reconnected "
+                        "peers, and the keys whose change needs a restart (restartRequired)"
+                    },
+                    "400": {"description": "invalid: problems; the running configuration stays"},
+                    "401": {"description": "no or wrong bearer token"},
+                    "409": {"description": "started without a configuration file"},
+                },
+            }
+        },
         "/openapi.json": {"get": {"summary": "this document"}},
     },
 }
@@ -208,6 +224,8 @@ class AdminApi:
         self._port = port
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
+        #: ``POST /reload`` (set once the reloader exists: it is built around this node).
+        self.reload: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
     @property
     def address(self) -> str:
@@ -225,6 +243,7 @@ class AdminApi:
         app.router.add_put("/rates", self._put_rates)
         app.router.add_get("/routes", self._routes)
         app.router.add_get("/routes/explain", self._explain)
+        app.router.add_post("/reload", self._reload)
         app.router.add_get("/openapi.json", self._openapi)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -357,6 +376,14 @@ class AdminApi:
                 remoteAddress=request.remote,
             )
         return web.json_response(self._describe_rates())
+
+    async def _reload(self, request: web.Request) -> web.Response:
+        if self.reload is None:
+            return web.json_response({"error": "reload is not available"}, status=409)
+        answer = await self.reload(f"admin {request.remote}")
+        if answer.get("status") == "reloaded":
+            return web.json_response(answer)
+        return web.json_response(answer, status=400)
 
     def _exchange(self) -> RouteExchange:
         if self._routing is None:

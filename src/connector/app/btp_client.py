@@ -56,6 +56,17 @@ class OutgoingPeer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    async def retire(self, reason: str) -> None:
+        """Stop for good without cutting anything short (a reload removed or changed this
+        peer): the link takes no new Prepare, its requests in flight get their real answers,
+        then it closes with 1000 (``BtpLink.retire``, bounded); nothing redials."""
+        self._stopping = True
+        link = self.link
+        if link is not None:
+            link.retire(reason)
+            await link.closed.wait()
+        await self.stop()
+
     async def _run(self) -> None:
         ctx = self._ctx
         while not self._stopping and not ctx.links.draining:

@@ -189,6 +189,11 @@ class AdminConfig(_Strict):
     port: int = Field(7780, ge=0, le=65535)
 
 
+class HealthConfig(_Strict):
+    #: Readiness stays 503 while any of these peers has no open connection.
+    require_peers: list[str] = []
+
+
 class ConnectorConfig(_Strict):
     node_id: str = "connector"
     ilp_address: str = "test.connector"
@@ -199,6 +204,7 @@ class ConnectorConfig(_Strict):
     admin: AdminConfig = AdminConfig()
     routing: RoutingConfig = RoutingConfig()
     rates: RatesConfig = RatesConfig()
+    health: HealthConfig = HealthConfig()
     peers: list[PeerConfig] = []
     routes: list[RouteConfig] = []
 
@@ -213,7 +219,9 @@ class ConnectorConfig(_Strict):
         return self
 
 
-def reference_problems(ids: list[str], route_peers: list[str | None]) -> list[str]:
+def reference_problems(
+    ids: list[str], route_peers: list[str | None], required: list[str] | None = None
+) -> list[str]:
     """What only the whole file can tell: duplicate peers, two spellings of one secret
     variable, routes to peers that are not configured."""
     problems = []
@@ -231,6 +239,9 @@ def reference_problems(ids: list[str], route_peers: list[str | None]) -> list[st
     for index, peer in enumerate(route_peers):
         if peer is not None and peer not in ids:
             problems.append(f"routes.{index}.peer: {peer!r} is not a configured peer")
+    for index, peer_id in enumerate(required or ()):
+        if peer_id not in ids:
+            problems.append(f"health.require_peers.{index}: {peer_id!r} is not a configured peer")
     return problems
 
 
@@ -247,7 +258,10 @@ def _raw_references(raw: dict[str, object]) -> list[str]:
         r.get("peer") if isinstance(r, dict) and isinstance(r.get("peer"), str) else None
         for r in (routes if isinstance(routes, list) else [])
     ]
-    return reference_problems(ids, targets)
+    health = raw.get("health")
+    required = health.get("require_peers") if isinstance(health, dict) else None
+    names = [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+    return reference_problems(ids, targets, names)
 
 
 def readable(error: Any) -> str:

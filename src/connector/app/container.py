@@ -386,6 +386,7 @@ class Container(containers.DeclarativeContainer):
         metrics=metrics,
         log=log,
         node_id=config.node_id,
+        required_peers=config.require_peers,
     )
 
     admin = providers.Singleton(

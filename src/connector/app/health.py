@@ -2,7 +2,8 @@
 
 - ``GET /health/live``: 200 while the event loop runs.
 - ``GET /health/ready``: 200 ``{"status": "ready", ...}`` once the BTP server listens and every
-  outgoing peer has been tried; 503 ``starting`` before that, and ``stopping`` from the moment
+  outgoing peer has been tried; 503 ``starting`` before that, ``waiting`` (with ``waitingFor``)
+  while a peer of ``health.require_peers`` is not connected, and ``stopping`` from the moment
   shutdown begins, before any connection closes.
 - ``GET /metrics``: Prometheus text format.
 
@@ -53,6 +54,8 @@ class Health:
                 for p in status.peers
             ],
         }
+        if status.waiting_for:
+            body["waitingFor"] = list(status.waiting_for)
         return (200 if status.state == "ready" else 503), body
 
     def http(self, path: str) -> HttpResponse | None:

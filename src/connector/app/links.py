@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any
 
 from connector.app.link import BtpLink, LinkContext, ServerLimits
+from connector.domain.accounts import Accounts
 from connector.domain.ilp.packets import IlpErrorCode, Reject
 from connector.domain.pipeline import PacketRequest
 from connector.domain.ports import Cancellable, Clock, LogSink
@@ -112,6 +113,22 @@ class Links:
     @property
     def total_in_flight(self) -> int:
         return sum(len(link.incoming) for link in self.all)
+
+    def reconfigure(self, accounts: Accounts, retire: Collection[str], reason: str) -> int:
+        """A reload: the links of the peers in ``retire`` close once nothing is in flight on
+        them (``BtpLink.retire``); every other authenticated link takes its peer's new account
+        for its next Prepare. Answers how many links retire."""
+        retiring = 0
+        for link in list(self.all):
+            peer_id = link.peer_id
+            if peer_id is None or link.account is None:
+                continue
+            if peer_id in retire:
+                link.retire(reason)
+                retiring += 1
+            else:
+                link.account = accounts.get(peer_id) or link.account
+        return retiring
 
     # --- NextHops -------------------------------------------------------------------------
 

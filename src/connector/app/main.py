@@ -31,26 +31,41 @@ from connector.app.effective_config import (
     load_effective,
 )
 from connector.app.postgres_store import PostgresStore
+from connector.app.reload import Reloader
 from connector.app.store import GroupCommit
 from connector.domain.errors import ConfigurationError
 from connector.domain.ledger import Ledger
+from connector.domain.ports import LogSink
 
 #: ``--check-config`` without a FILE: the one ``--config`` or ``CONNECTOR_CONFIG`` names.
 CHECK_THE_CONFIG = Path("\0")
 
 
-async def serve(container: Container) -> None:
-    """Run the node until SIGTERM or SIGINT, then shut it down gracefully."""
+async def serve(container: Container, reloader: Reloader | None = None) -> None:
+    """Run the node until SIGTERM or SIGINT, then shut it down gracefully; SIGHUP reloads the
+    configuration file (``reloader``)."""
     log = container.log()
     node = container.node()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, _stop_on, sig, stop, log)
+    reloads: set[asyncio.Task[Any]] = set()
+    if reloader is not None:
+
+        def hangup() -> None:
+            log.info("signal_received", signal="SIGHUP")
+            task = loop.create_task(reloader.reload("SIGHUP"))
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, hangup)
     store = container.secret_store()
     configured: list[str] = store.configured_peers() if isinstance(store, EnvSecretStore) else []
     log.info("connector_starting", secretsInEnvironment=len(configured))
     admin = container.admin()
+    if admin is not None and reloader is not None:
+        admin.reload = reloader.reload
     ledger = container.ledger()
     opened = False
     try:
@@ -69,10 +84,11 @@ async def serve(container: Container) -> None:
         gc.collect()
         gc.freeze()
         await stop.wait()
-        log.info("signal_received")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        for task in list(reloads):  # a reload is synchronous once its file is read
+            await task
         # Each step on its own: one that fails must not skip the store's close.
         try:
             await node.shutdown()
@@ -85,6 +101,11 @@ async def serve(container: Container) -> None:
                     await admin.stop()
         if opened:
             await close_store(ledger)
+
+
+def _stop_on(sig: signal.Signals, stop: asyncio.Event, log: LogSink) -> None:
+    log.info("signal_received", signal=sig.name)
+    stop.set()
 
 
 async def open_store(ledger: Ledger) -> None:
@@ -183,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     for warning in effective.warnings:
         log.warning("config_warning", problem=warning)
     try:
-        run(serve(container), settings.event_loop)
+        run(serve(container, Reloader(container, effective)), settings.event_loop)
     except (OSError, ConfigurationError) as exc:  # a port taken, a store that cannot be opened
         log.error("connector_failed", error=str(exc))
         return EXIT_FAILED

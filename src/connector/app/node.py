@@ -7,6 +7,8 @@ connected (open mode), and describes itself as a frozen ``NodeStatus`` for healt
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.health import Health
@@ -29,6 +31,7 @@ class ConnectorNode:
         log: LogSink,
         node_id: str = "connector",
         routing: RouteBroadcaster | None = None,
+        required_peers: Sequence[str] = (),
     ) -> None:
         self.server = server
         self.outgoing = outgoing
@@ -38,6 +41,8 @@ class ConnectorNode:
         self.node_id = node_id
         self._started = False
         self._stopping = False
+        #: Readiness waits for these peers to be connected (``health.require_peers``).
+        self.required_peers = tuple(required_peers)
         self._links = server.links
         self.routing = routing
         if routing is None:  # routes from the file only (and connected open children)
@@ -49,13 +54,18 @@ class ConnectorNode:
 
     @property
     def state(self) -> str:
-        """``starting`` until listening with every outgoing peer tried, then ``ready``, and
-        ``stopping`` from the first moment of shutdown."""
+        """``starting`` until listening with every outgoing peer tried, ``waiting`` while a
+        required peer is not connected, then ``ready``; ``stopping`` from the first moment of
+        shutdown."""
         if self._stopping:
             return "stopping"
-        if self._started and all(p.tried.is_set() for p in self.outgoing):
-            return "ready"
-        return "starting"
+        if not self._started or not all(p.tried.is_set() for p in self.outgoing):
+            return "starting"
+        return "waiting" if self.waiting_for() else "ready"
+
+    def waiting_for(self) -> tuple[str, ...]:
+        is_connected = self._links.is_connected
+        return tuple(f"peer {p}" for p in self.required_peers if not is_connected(p))
 
     def known_peers(self) -> list[str]:
         """Configured peers and any other peer connected now (open mode), sorted."""
@@ -79,7 +89,13 @@ class ConnectorNode:
                     self.metrics.peer(peer_id).working,
                 )
             )
-        return NodeStatus(self.state, self.node_id, self.accounts.ilp_address, tuple(peers))
+        return NodeStatus(
+            self.state,
+            self.node_id,
+            self.accounts.ilp_address,
+            tuple(peers),
+            self.waiting_for() if self._started and not self._stopping else (),
+        )
 
     def _peer_state(self) -> list[tuple[str, bool, int]]:
         """For the gauges: the work still running counts, even for a peer that disconnected."""

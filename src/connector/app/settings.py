@@ -181,6 +181,7 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         rates=config.rates.model_dump(),
         admin_host=config.admin.host,
         admin_port=config.admin.port,
+        require_peers=list(config.health.require_peers),
         open_children=file is None,
         debug=settings.log_level == "debug",
     )

@@ -21,7 +21,9 @@ class PeerStatus:
 class NodeStatus:
     """What the node is doing, at one moment: health and metrics read this, nothing else."""
 
-    state: str  # "starting", "ready" or "stopping"
+    state: str  # "starting", "waiting", "ready" or "stopping"
     node_id: str
     ilp_address: str
     peers: tuple[PeerStatus, ...]
+    #: What keeps a started node from being ready ("waiting"): required peers that are down.
+    waiting_for: tuple[str, ...] = ()

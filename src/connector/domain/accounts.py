@@ -92,6 +92,13 @@ class Accounts:
                 raise ValueError(f"route to unknown account {peer!r}")
         self._open: dict[str, Account] = {}
 
+    def replace(self, other: Accounts) -> None:
+        """Take ``other``'s accounts and routes (a reload), in place: everything holding this
+        object sees the new accounts from the next lookup on. The address, the node's asset and
+        open mode stay (they need a restart)."""
+        self._accounts = dict(other._accounts)
+        self._static_routes = other._static_routes
+
     @property
     def configured(self) -> Mapping[str, Account]:
         return self._accounts

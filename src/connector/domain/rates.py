@@ -122,6 +122,19 @@ class RateBook:
         self._prices.update({code: Price(v, now, source) for code, v in prices.items()})
         self._factors = {}
 
+    def reconfigure(self, prices: Mapping[str, Fraction], spread: Fraction) -> None:
+        """A reload: the file's prices replace the file's (a code no longer in the file loses
+        its file price; prices from the URL or an operator stay), and its spread applies."""
+        if not 0 <= spread < 1:
+            raise ValueError("spread must be at least 0 and below 1")
+        for code in [c for c, p in self._prices.items() if p.source == "config"]:
+            if code not in prices:
+                del self._prices[code]
+        self.spread = spread
+        self._factors = {}
+        if prices:
+            self.set_prices(prices, "config")
+
     def prices(self) -> dict[str, Price]:
         return dict(self._prices)
 

@@ -301,6 +301,40 @@ class RouteExchange:
         self._forget_withdrawals()
         self.tick(now)
 
+    def reconfigure(self, now: float) -> None:
+        """The accounts changed (a reload): the configured routes, our children's routes and
+        who exchanges routes with us are recomputed. Peers still exchanging keep their learned
+        routes and epochs; a peer gone, or no longer exchanging, is forgotten as if its last
+        link dropped. A peer that starts exchanging does so from its next link (a reload
+        reconnects a peer whose relation or routing changed)."""
+        accounts = self._accounts
+        prefixes = set(self._best) | set(self._local) | set(self._configured) | {""}
+        self._configured = dict(accounts.static_routes)
+        for peer_id in list(self._receivers):
+            account = accounts.get(peer_id)
+            if account is None or not account.receive_routes:
+                prefixes |= set(self._receivers.pop(peer_id).routes)
+        for peer_id in list(self._senders):
+            account = accounts.get(peer_id)
+            if account is None or not account.send_routes:
+                sender = self._senders.pop(peer_id)
+                if sender.in_flight is not None:
+                    self._pending.pop(sender.in_flight, None)
+        self._local = {
+            prefix: entry
+            for prefix, entry in self._local.items()
+            if not entry.next_hop
+            or (entry.next_hop not in accounts.configured and accounts.open_children)
+        }
+        for account in accounts.configured.values():
+            if account.relation is Relation.CHILD:
+                self._add_local(accounts.child_address(account.id), account.id)
+        for prefix in prefixes | set(self._local) | set(self._configured):
+            self._update_prefix(prefix)
+        self._publish(rebuild=True)
+        self._forget_withdrawals()
+        self.tick(now)
+
     # --- messages from peers --------------------------------------------------------------
 
     def handle_control(self, peer_id: str, control: RouteControl, now: float) -> str | None:
