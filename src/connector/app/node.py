@@ -7,6 +7,8 @@ connected (open mode), and describes itself as a frozen ``NodeStatus`` for healt
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.health import Health
@@ -29,6 +31,7 @@ class ConnectorNode:
         log: LogSink,
         node_id: str = "connector",
         routing: RouteBroadcaster | None = None,
+        open_peers: Iterable[str] = (),
     ) -> None:
         self.server = server
         self.outgoing = outgoing
@@ -36,6 +39,9 @@ class ConnectorNode:
         self.routes = routes
         self.log = log
         self.node_id = node_id
+        #: Open mode: the unconfigured peers that may connect (those with a secret), known
+        #: before they connect and after they leave, so their gauges read 0 rather than vanish.
+        self._may_connect = frozenset(accounts.configured) | frozenset(open_peers)
         self._started = False
         self._stopping = False
         self._links = server.links
@@ -58,8 +64,8 @@ class ConnectorNode:
         return "starting"
 
     def known_peers(self) -> list[str]:
-        """Configured peers and any other peer connected now (open mode), sorted."""
-        return sorted(set(self.accounts.configured) | set(self._links.connected_peers()))
+        """Configured peers; in open mode also those with a secret and any connected now."""
+        return sorted(self._may_connect.union(self._links.connected_peers()))
 
     def status(self) -> NodeStatus:
         links = self._links
@@ -102,7 +108,7 @@ class ConnectorNode:
         self.log.info(
             "connector_started",
             ilpAddress=self.accounts.ilp_address,
-            peers=len(self.accounts.configured),
+            peers=len(self._may_connect),
             dialing=[p.peer_id for p in self.outgoing],
             routes=len(self.routes.table),
         )
