@@ -1,7 +1,8 @@
 """Codec throughput: ILP Prepare and the BTP MESSAGE carrying it, encode and decode per second.
 
 One process, full validation on decode. The Prepare has a 50-byte destination and 100 bytes of
-data, as issue #2 specifies. Run: ``python bench/codec_bench.py`` (add ``--seconds N``).
+data, the size the project set for this benchmark. Run: ``.venv/bin/python bench/codec_bench.py``
+(add ``--seconds N``).
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 The connector runs ``python -m connector`` with its default processor (every Prepare rejected
 F02), so this measures the BTP server path: WebSocket read, frame and Prepare decode, session,
 processor task, Reject encode, write. The client keeps N Prepares in flight for a fixed time and
-records each round trip. Run: ``python bench/server_bench.py`` (``--seconds``, ``--in-flight``).
+records each round trip. Run: ``.venv/bin/python bench/server_bench.py`` (``--seconds``,
+``--in-flight``).
 """
 
 from __future__ import annotations

@@ -158,6 +158,9 @@ class FakeSecretStore:
         value = self._secrets.get(peer_id)
         return Secret(value.encode()) if value else None
 
+    def peer_ids(self) -> list[str]:
+        return sorted(peer for peer, value in self._secrets.items() if value)
+
 
 FULFILLMENT = bytes(range(32))
 CONDITION = hashlib.sha256(FULFILLMENT).digest()

@@ -1,4 +1,4 @@
-"""Three connectors in one process, joined by the in-memory transport (issue #4, contract).
+"""Three connectors in one process, joined by the in-memory transport.
 
     alice (child) ── A: test.a ══ B: test.b ══ C: test.c ── bob (child, fulfills)
 

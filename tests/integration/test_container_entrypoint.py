@@ -1,7 +1,12 @@
 """What the Dockerfile promises, tested without Docker (no engine on these machines): the
 entrypoint runs as the image's non-root user (uid 10001), reads its configuration from the
 path CONNECTOR_CONFIG names, and, as PID 1 of its own PID namespace, drains and exits 0 on
-SIGTERM. Needs root for the namespace and the user switch, as CI has."""
+SIGTERM. Needs root for the namespace and the user switch, as CI has.
+
+The entrypoint runs a copy of the sources under test (so a checkout in a directory other users
+cannot read still works) with this interpreter and its packages, which uid 10001 must be able to
+reach: when it cannot (a virtualenv under a private home directory, say), the test says so and
+skips, rather than waiting for a server that can never start."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+import connector
 from connector.domain.btp import frames
 from tests.integration.helpers import GUARD, BtpClient, free_port
 
@@ -22,6 +28,65 @@ pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")),
     reason="needs root with unshare and setpriv (CI has both)",
 )
+
+
+IMAGE_USER = ["setpriv", "--reuid", "10001", "--regid", "10001", "--clear-groups"]
+
+
+def _copy_sources(folder: Path) -> Path:
+    """The package under test (the one this process imported), readable by everyone, as the
+    image's site-packages is; returns the directory to put on PYTHONPATH."""
+    target = folder / "src"
+    shutil.copytree(
+        Path(connector.__file__).parent,
+        target / "connector",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    for path in (target, *target.rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return target
+
+
+async def _why_the_image_user_cannot_run(python: str, sources: Path, cwd: Path) -> str | None:
+    """None when uid 10001 can start ``python`` and import the entrypoint, with its
+    dependencies, from ``sources``; otherwise why not. Bounded: it never hangs the test."""
+    probe = "import connector.app.main, connector; print(connector.__file__)"
+    proc = await asyncio.create_subprocess_exec(
+        *IMAGE_USER,
+        python,
+        "-c",
+        probe,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(sources)},
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(GUARD):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return f"uid 10001 could not import the connector with {python} within {GUARD} s"
+    if proc.returncode != 0:
+        last = (err.decode(errors="replace").strip().splitlines() or ["no output"])[-1]
+        return f"uid 10001 cannot run the connector with {python} (exit {proc.returncode}): {last}"
+    found = Path(out.decode().strip())
+    if not found.is_relative_to(sources):
+        return f"uid 10001 cannot read the sources in {sources} (it imported {found})"
+    return None
+
+
+async def test_detects_sources_the_image_user_cannot_read(tmp_path: Path) -> None:
+    """The probe above, on sources in a directory only root may enter (a 0700 checkout)."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    sources = _copy_sources(private)
+    private.chmod(0o700)
+    tmp_path.chmod(0o755)
+    reason = await _why_the_image_user_cannot_run(sys.executable, sources, tmp_path)
+    assert reason is not None
+    assert "uid 10001" in reason
 
 
 def _children(pid: int) -> list[int]:
@@ -48,18 +113,18 @@ async def test_runs_non_root_as_pid_1_reads_config_and_exits_0_on_sigterm() -> N
         "BTP_SERVER_PORT": str(port),
         "BTP_PEER_ALICE_SECRET": "boxed-secret",
         "LOG_FORMAT": "json",
+        "PYTHONPATH": str(_copy_sources(folder)),
     }
+    reason = await _why_the_image_user_cannot_run(sys.executable, Path(env["PYTHONPATH"]), data)
+    if reason is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"{reason}; give other users read access to the interpreter and its packages")
     proc = await asyncio.create_subprocess_exec(
         "unshare",
         "--pid",
         "--fork",
         "--kill-child",
-        "setpriv",
-        "--reuid",
-        "10001",
-        "--regid",
-        "10001",
-        "--clear-groups",
+        *IMAGE_USER,
         sys.executable,
         "-m",
         "connector",
@@ -76,6 +141,9 @@ async def test_runs_non_root_as_pid_1_reads_config_and_exits_0_on_sigterm() -> N
                         reply = await client.authenticate("alice", "boxed-secret")
                     break
                 except OSError:
+                    if proc.returncode is not None:  # it will never listen: say why, now
+                        _, err = await proc.communicate()
+                        pytest.fail(f"exited {proc.returncode}:\n{err.decode()}")
                     await asyncio.sleep(0.05)
         assert isinstance(reply, frames.Response)  # the file's peer list was read
         (child,) = _children(proc.pid)

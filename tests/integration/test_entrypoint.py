@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 
@@ -98,6 +99,7 @@ async def test_a_port_in_use_exits_1_with_a_log_line() -> None:
                 "LOG_FORMAT": "json",
                 "PATH": "/usr/bin:/bin",
                 "CONNECTOR_STORE_URL": "memory://",
+                "PYTHONPATH": os.environ.get("PYTHONPATH", ""),  # the sources under test
             },
             cwd=ROOT,
             stdout=asyncio.subprocess.DEVNULL,
@@ -106,9 +108,10 @@ async def test_a_port_in_use_exits_1_with_a_log_line() -> None:
         async with asyncio.timeout(20):
             _, err = await proc.communicate()
         assert proc.returncode == 1
-        failed = [
-            json.loads(line) for line in err.decode().splitlines() if "connector_failed" in line
-        ]
-        assert failed
+        events = [json.loads(line)["event"] for line in err.decode().splitlines()]
+        assert events[-1] == "connector_failed", events
+        assert events.count("connector_failed") == 1
+        # Nothing about a server that never listened.
+        assert not [e for e in events if e.startswith("btp_server_")], events
         first.signal(signal.SIGTERM)
         assert await first.wait() == 0

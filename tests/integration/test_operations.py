@@ -1,4 +1,4 @@
-"""Health, readiness and metrics on a running node, over the real BTP port (issue #5)."""
+"""Health, readiness and metrics on a running node, over the real BTP port."""
 
 from __future__ import annotations
 

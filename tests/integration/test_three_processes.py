@@ -1,4 +1,4 @@
-"""Three connector processes on loopback (issue #4, integration).
+"""Three connector processes on loopback.
 
     alice ── A (test.a) ── B (test.b) ── C (test.c) ── bob
 

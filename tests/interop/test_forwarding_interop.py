@@ -1,4 +1,4 @@
-"""Forwarding against the reference JavaScript implementations (issue #4, interop). Never skipped.
+"""Forwarding against the reference JavaScript implementations. Never skipped.
 
 (a) ilp-plugin-btp sender -> our connector -> ilp-plugin-btp listener that fulfills
 (b) our connector peered with ilp-connector@23.0.2, each forwarding the other's packets, with the

@@ -58,16 +58,18 @@ class Env:
         self.network = MemoryNetwork()
         self.containers: list[Container] = []
 
-    def build(self, config: dict[str, Any]) -> Container:
+    def build(self, config: dict[str, Any] | None) -> Container:
+        """A node with ``config`` as its file; ``None``: no file (open mode)."""
         container = Container()
         container.config.from_dict(
             runtime_config(
                 Settings(transport="memory", shutdown_timeout=1, store_url="memory://"),
-                ConnectorConfig.model_validate(config),
+                None if config is None else ConnectorConfig.model_validate(config),
             )
         )
         container.clock.override(self.clock)
-        container.log.override(RecordingLogSink(nodeId=config.get("node_id", "connector")))
+        node_id = "connector" if config is None else config.get("node_id", "connector")
+        container.log.override(RecordingLogSink(nodeId=node_id))
         container.secret_store.override(FakeSecretStore(SECRETS))
         container.memory_network.override(self.network)
         self.containers.append(container)
@@ -285,3 +287,30 @@ async def test_status_is_a_snapshot_that_does_not_follow_later_changes(env: Env)
     assert [p.connected for p in before.peers] == [False, False]
     assert [(p.id, p.connected) for p in after.peers] == [("alice", True), ("bob", False)]
     await alice.close()
+
+
+async def test_open_mode_knows_every_peer_with_a_secret_connected_or_not(env: Env) -> None:
+    container = env.build(None)
+    node = container.node()
+    await node.start()
+    log = container.log()
+    assert isinstance(log, RecordingLogSink)
+    (started,) = log.events("connector_started")
+    assert started["peers"] == len(SECRETS)  # the peers that may connect
+    metrics = container.metrics()
+
+    def connected(peer_id: str) -> str | None:
+        """The gauge's sample for ``peer_id``, or None when it is not exported at all."""
+        wanted = f'connector_peer_connected{{peer="{peer_id}"}} '
+        text = metrics.render().decode()
+        return next(
+            (line[len(wanted) :] for line in text.splitlines() if line.startswith(wanted)), None
+        )
+
+    assert connected("alice") == "0.0"
+    alice = await child(container, "alice")
+    assert connected("alice") == "1.0"
+    await alice.close()
+    await env.until(lambda: not node.server.peers)
+    assert connected("alice") == "0.0"  # gone to 0, not vanished
+    assert [p.id for p in node.status().peers] == sorted(SECRETS)

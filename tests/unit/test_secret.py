@@ -58,3 +58,19 @@ def test_env_store_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> No
     found = EnvSecretStore().secret_for("zed")
     assert found is not None
     assert found.matches(Secret(b"z"))
+
+
+def test_env_store_names_each_peer_with_a_secret_by_the_id_that_reads_it() -> None:
+    store = EnvSecretStore(
+        {
+            "BTP_PEER_CONNECTOR_B_SECRET": "b",
+            "BTP_PEER_ALICE_SECRET": "a",
+            "BTP_PEER_EMPTY_SECRET": "",
+            "BTP_PEER_alice_SECRET": "lower case: no id reads it",
+            "BTP_PEER_X.Y_SECRET": "no valid id",
+            "OTHER": "x",
+        }
+    )
+    assert store.peer_ids() == ["alice", "connector-b"]
+    for peer_id in store.peer_ids():
+        assert store.secret_for(peer_id) is not None

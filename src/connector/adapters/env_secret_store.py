@@ -11,6 +11,8 @@ import os
 import re
 from collections.abc import Mapping
 
+from connector.domain.accounts import canonical_peer_id
+from connector.domain.auth import is_valid_peer_id
 from connector.domain.secret import Secret
 
 _PREFIX = "BTP_PEER_"
@@ -43,6 +45,12 @@ class EnvSecretStore:
             and value
             and len(name) > len(_PREFIX) + len(_SUFFIX)
         )
+
+    def peer_ids(self) -> list[str]:
+        """``BTP_PEER_CONNECTOR_B_SECRET`` is ``connector-b``'s. A variable no valid id reads
+        (``BTP_PEER_alice_SECRET``: ids read upper-case names) names no peer."""
+        ids = {canonical_peer_id(name) for name in self.configured_peers()}
+        return sorted(i for i in ids if is_valid_peer_id(i) and self.secret_for(i) is not None)
 
     def __repr__(self) -> str:
         return f"EnvSecretStore({len(self.configured_peers())} peers)"

@@ -43,6 +43,7 @@ class BtpServer:
         self.log = ctx.log
         self._shutdown_started = False
         self._stopped = False
+        self._listening = False
 
     @property
     def limits(self) -> ServerLimits:
@@ -66,6 +67,7 @@ class BtpServer:
     async def start(self, http: HttpHandler | None = None) -> None:
         """Listen; ``http`` answers plain HTTP GETs on the same port (health, metrics)."""
         await self.transport.start(self._accept, http)
+        self._listening = True
         self.log.info(
             "btp_server_started",
             address=self.transport.address,
@@ -109,6 +111,12 @@ class BtpServer:
         if self._shutdown_started:
             return
         self._shutdown_started = True
+        if not self._listening:
+            # It never started (its port was taken): nothing to drain, and no log line about a
+            # server that never ran; the caller reports the failure itself.
+            self.links.draining = True
+            self._stopped = True
+            return
         links = self.links
         limits = self.limits
         self.log.info(

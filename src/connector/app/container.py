@@ -147,6 +147,11 @@ def build_ledger(
     return ledger
 
 
+def open_peers(accounts: Accounts, secrets: SecretStore) -> list[str]:
+    """With no file, every peer with a secret may connect; with one, only the peers it lists."""
+    return secrets.peer_ids() if accounts.open_children else []
+
+
 def build_admin(
     ledger: Ledger,
     accounts: Accounts,
@@ -387,6 +392,7 @@ class Container(containers.DeclarativeContainer):
         log=log,
         node_id=config.node_id,
         required_peers=config.require_peers,
+        open_peers=providers.Callable(open_peers, accounts=accounts, secrets=secret_store),
     )
 
     admin = providers.Singleton(

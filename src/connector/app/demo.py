@@ -226,14 +226,33 @@ async def orchestrate(count: int, in_flight: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="connector demo", description=__doc__)
-    parser.add_argument(
-        "role", nargs="?", choices=["orchestrate", "sender", "receiver"], default="orchestrate"
+    parser = argparse.ArgumentParser(
+        prog="connector demo",
+        description="Three processes on loopback: a sender, this connector and a receiver that "
+        "fulfills. The sender sends Prepares through the connector, checks every Fulfill "
+        "against its condition, and the counts and packets per second are printed. Needs only "
+        "the runtime; everything it starts is stopped.",
     )
-    parser.add_argument("--url")
-    parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--in-flight", type=int, default=50)
-    parser.add_argument("--destination", default="test.demo.receiver.inbox")
+    parser.add_argument(
+        "role",
+        nargs="?",
+        choices=["orchestrate", "sender", "receiver"],
+        default="orchestrate",
+        help="orchestrate (default) runs the demo; sender and receiver are the processes it starts",
+    )
+    parser.add_argument("--url", help="sender and receiver: the connector to dial")
+    parser.add_argument("--count", type=int, default=1000, help="Prepares to send (%(default)s)")
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=50,
+        help="Prepares the sender keeps in flight (%(default)s)",
+    )
+    parser.add_argument(
+        "--destination",
+        default="test.demo.receiver.inbox",
+        help="sender: where to send (%(default)s)",
+    )
     args = parser.parse_args(argv)
     if args.role == "receiver":
         asyncio.run(run_receiver(args.url))

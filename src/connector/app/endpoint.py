@@ -50,6 +50,9 @@ class _NoSecrets:
     def secret_for(self, peer_id: str) -> Secret | None:
         return None
 
+    def peer_ids(self) -> list[str]:
+        return []
+
 
 class Endpoint:
     def __init__(

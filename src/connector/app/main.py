@@ -155,7 +155,9 @@ def main(argv: list[str] | None = None) -> int:
         "(--config or CONNECTOR_CONFIG, see examples/connector.yaml) and the environment: "
         "BTP_SERVER_PORT, BTP_SERVER_HOST, LOG_LEVEL, LOG_FORMAT, CONNECTOR_*, and one "
         "BTP_PEER_{PEER_ID}_SECRET per peer (see README).",
+        add_help=False,  # -h below: after `demo` it is the demo's help
     )
+    parser.add_argument("-h", "--help", action="store_true", help="show this help and exit")
     parser.add_argument("--config", type=Path, help="YAML configuration file")
     parser.add_argument(
         "--check-config",
@@ -173,13 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         choices=["run", "demo"],
         default="run",
         help="run (default): serve until SIGTERM/SIGINT; demo: sender -> connector -> receiver "
-        "as three processes on loopback, 1,000 packets, counts and packets per second",
+        "as three processes on loopback, 1,000 packets, counts and packets per second "
+        "(connector demo --help: its options)",
     )
     args, rest = parser.parse_known_args(argv)
     if args.command == "demo":
         from connector.app.demo import main as demo
 
-        return demo(rest)
+        return demo([*rest, "--help"] if args.help else rest)
+    if args.help:
+        parser.print_help()
+        return 0
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.check_config is not None:

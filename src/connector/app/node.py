@@ -7,7 +7,7 @@ connected (open mode), and describes itself as a frozen ``NodeStatus`` for healt
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
@@ -32,6 +32,7 @@ class ConnectorNode:
         node_id: str = "connector",
         routing: RouteBroadcaster | None = None,
         required_peers: Sequence[str] = (),
+        open_peers: Iterable[str] = (),
     ) -> None:
         self.server = server
         self.outgoing = outgoing
@@ -39,6 +40,9 @@ class ConnectorNode:
         self.routes = routes
         self.log = log
         self.node_id = node_id
+        #: Open mode: the unconfigured peers that may connect (those with a secret), known
+        #: before they connect and after they leave, so their gauges read 0 rather than vanish.
+        self._open_peers = frozenset(open_peers)
         self._started = False
         self._stopping = False
         #: Readiness waits for these peers to be connected (``health.require_peers``).
@@ -68,8 +72,9 @@ class ConnectorNode:
         return tuple(f"peer {p}" for p in self.required_peers if not is_connected(p))
 
     def known_peers(self) -> list[str]:
-        """Configured peers and any other peer connected now (open mode), sorted."""
-        return sorted(set(self.accounts.configured) | set(self._links.connected_peers()))
+        """Configured peers; in open mode also those with a secret and any connected now."""
+        configured = self.accounts.configured  # read each time: a reload changes it
+        return sorted(self._open_peers.union(configured, self._links.connected_peers()))
 
     def status(self) -> NodeStatus:
         links = self._links
@@ -118,7 +123,7 @@ class ConnectorNode:
         self.log.info(
             "connector_started",
             ilpAddress=self.accounts.ilp_address,
-            peers=len(self.accounts.configured),
+            peers=len(self.known_peers()),
             dialing=[p.peer_id for p in self.outgoing],
             routes=len(self.routes.table),
         )

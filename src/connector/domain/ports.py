@@ -55,6 +55,11 @@ class SecretStore(Protocol):
         """The peer's secret, or ``None`` when the peer is unknown."""
         ...
 
+    def peer_ids(self) -> list[str]:
+        """Every peer id with a secret, sorted, each in the one spelling that finds it: with no
+        configuration file, these are the peers that may connect."""
+        ...
+
 
 class LogSink(Protocol):
     """Structured logging: stable event names with key/value fields."""
