@@ -92,6 +92,7 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         store_instance=settings.store_instance or base.store.instance,
         broadcast_interval=base.routing.broadcast_interval_ms / 1000,
         rates=base.rates.model_dump(),
+        rate_limit=None if base.rate_limit is None else base.rate_limit.model_dump(),
         admin_host=base.admin.host,
         admin_port=base.admin.port,
         open_children=file is None,
