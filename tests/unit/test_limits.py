@@ -3,13 +3,18 @@ and the two incoming steps in a pipeline with the real balance step behind them.
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from connector.app.check_config import check
+from connector.app.config import load_config
 from connector.app.container import build_accounts
 from connector.domain.accounts import Account, Accounts, Asset, Relation
 from connector.domain.buckets import RateLimit, TokenBucket
+from connector.domain.errors import ConfigurationError
 from connector.domain.forwarding import PeerProtocols
 from connector.domain.ildcp import PEER_CONDITION
 from connector.domain.ilp.packets import Fulfill, Prepare, Reject, Reply
@@ -207,3 +212,37 @@ def test_the_files_rate_limit_is_the_default_for_peers_without_their_own() -> No
     assert b.rate_limit == RateLimit(7, 7)  # burst: one second's worth
     unlimited = build_accounts("test.me", [{"id": "a", "relation": "child"}], [], Asset(), False)
     assert unlimited.configured["a"].rate_limit is None
+
+
+@pytest.mark.parametrize(
+    ("rate_limit", "problem"),
+    [
+        ("{packets_per_second: 0}", "peers.0.rate_limit.packets_per_second"),
+        ("{packets_per_second: 2.5}", "peers.0.rate_limit.packets_per_second"),
+        ("{packets_per_second: 5, burst: 0}", "peers.0.rate_limit.burst"),
+        ("{burst: 5}", "peers.0.rate_limit.packets_per_second: Field required"),
+        ("{packets_per_second: 5, per: minute}", "peers.0.rate_limit.per"),
+    ],
+)
+def test_bad_rate_limits_are_refused_naming_the_field(
+    tmp_path: Path, rate_limit: str, problem: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(f"peers: [{{id: a, relation: child, rate_limit: {rate_limit}}}]\n")
+    with pytest.raises(ConfigurationError, match=re.escape(problem)):
+        load_config(path)
+
+
+def test_check_config_shows_each_peers_rate_limit(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "rate_limit: {packets_per_second: 100}\n"
+        "peers:\n"
+        "  - {id: alice, relation: child, max_packet_amount: 7}\n"
+        "  - {id: bob, relation: child, rate_limit: {packets_per_second: 5, burst: 20}}\n"
+    )
+    ok, lines = check(path, {"BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b"})
+    text = "\n".join(lines)
+    assert ok, text
+    assert "child   dials us, max 7, rate 100/s burst 100, secret" in text
+    assert "child   dials us, rate 5/s burst 20, secret" in text
