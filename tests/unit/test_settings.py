@@ -60,6 +60,8 @@ def test_the_pipeline_that_runs_is_the_documented_list() -> None:
     pipeline = container.pipeline()
     # The order the README and docs/architecture.md give, read from the pipeline that runs.
     assert pipeline.names == [
+        "rate_limit",
+        "incoming_max_packet_amount",
         "peer_protocols",
         "incoming_balance",
         "route",

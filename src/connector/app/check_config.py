@@ -117,6 +117,9 @@ def _report(
         has_secret = secrets.secret_for(peer.id) is not None
         how = f"dials {peer.url} as {peer.username or config.node_id}" if peer.url else "dials us"
         limit = f", max {peer.max_packet_amount}" if peer.max_packet_amount is not None else ""
+        rate = peer.rate_limit or config.rate_limit
+        if rate is not None:
+            limit += f", rate {rate.packets_per_second}/s burst {rate.effective_burst}"
         low, high = peer.balance.minimum, peer.balance.maximum
         if low is not None or high is not None:
             limit += f", balance {'' if low is None else low}..{'' if high is None else high}"

@@ -62,6 +62,18 @@ class BalanceConfig(_Strict):
         return self
 
 
+class RateLimitConfig(_Strict):
+    """Prepares a peer may send us: ``burst`` at once, refilled at ``packets_per_second``
+    (whole numbers; ``burst`` defaults to one second's worth)."""
+
+    packets_per_second: int = Field(ge=1, le=1_000_000_000)
+    burst: int | None = Field(None, ge=1, le=1_000_000_000)
+
+    @property
+    def effective_burst(self) -> int:
+        return self.packets_per_second if self.burst is None else self.burst
+
+
 class PeerRoutingConfig(_Strict):
     """Route exchange with this peer; unset: as its relation says (peer and parent both ways,
     child neither)."""
@@ -135,6 +147,8 @@ class PeerConfig(_Strict):
     url: str | None = None
     username: str | None = None
     max_packet_amount: int | None = Field(None, ge=0, le=UINT64_MAX)
+    #: Beyond it, this peer's Prepares get T05; unset: the file's top-level ``rate_limit``.
+    rate_limit: RateLimitConfig | None = None
     balance: BalanceConfig = BalanceConfig()
     routing: PeerRoutingConfig = PeerRoutingConfig()
 
@@ -205,6 +219,8 @@ class ConnectorConfig(_Strict):
     routing: RoutingConfig = RoutingConfig()
     rates: RatesConfig = RatesConfig()
     health: HealthConfig = HealthConfig()
+    #: Every peer's without a ``rate_limit`` of its own; unset: unlimited.
+    rate_limit: RateLimitConfig | None = None
     peers: list[PeerConfig] = []
     routes: list[RouteConfig] = []
 

@@ -27,7 +27,7 @@ from connector.adapters.websockets_transport import WebsocketsDialer, Websockets
 from connector.app.admin import AdminApi
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
-from connector.app.config import PeerConfig, RatesConfig, RouteConfig
+from connector.app.config import PeerConfig, RateLimitConfig, RatesConfig, RouteConfig
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode
@@ -39,6 +39,7 @@ from connector.domain.accounts import Account, Accounts, Asset
 from connector.domain.admission import Admission
 from connector.domain.auth import AuthPolicy, AuthThrottle
 from connector.domain.backoff import Backoff
+from connector.domain.buckets import RateLimit
 from connector.domain.credit import Leases
 from connector.domain.errors import ConfigurationError
 from connector.domain.forwarding import (
@@ -51,6 +52,7 @@ from connector.domain.forwarding import (
     Send,
 )
 from connector.domain.ledger import IncomingBalance, Ledger, OutgoingBalance
+from connector.domain.limits import IncomingMaxPacketAmount, PacketRateLimit
 from connector.domain.pipeline import Pipeline, Step
 from connector.domain.ports import Clock, Dialer, LogSink, SecretStore
 from connector.domain.rates import Rate, RateBook, parse_decimal, parse_price
@@ -73,14 +75,21 @@ def _routing_flags(peer: PeerConfig) -> dict[str, bool]:
     return flags
 
 
+def _rate_limit(config: RateLimitConfig | None) -> RateLimit | None:
+    return None if config is None else RateLimit(config.packets_per_second, config.effective_burst)
+
+
 def build_accounts(
     ilp_address: str,
     peers: list[dict[str, Any]],
     routes: list[dict[str, str]],
     asset: Asset,
     open_children: bool,
+    rate_limit: dict[str, Any] | None = None,
 ) -> Accounts:
-    """Every configured peer's ``Account``, and the routes, parsed once."""
+    """Every configured peer's ``Account``, and the routes, parsed once. ``rate_limit`` is the
+    file's default for peers without their own."""
+    default = None if rate_limit is None else RateLimitConfig.model_validate(rate_limit)
     return Accounts(
         ilp_address,
         (
@@ -89,6 +98,7 @@ def build_accounts(
                 p.relation,
                 Asset(p.asset.code, p.asset.scale) if p.asset else asset,
                 max_packet_amount=p.max_packet_amount,
+                rate_limit=_rate_limit(p.rate_limit or default),
                 balance_minimum=p.balance.minimum,
                 balance_maximum=p.balance.maximum,
                 **_routing_flags(p),
@@ -204,7 +214,9 @@ def build_steps(
     """The pipeline's steps, outermost first: this list is what runs."""
     address = accounts.ilp_address
     return [
-        # incoming, per sender account
+        # incoming, per sender account: its limits first (nothing held yet), then peer.*
+        PacketRateLimit(address, clock),
+        IncomingMaxPacketAmount(address),
         PeerProtocols(accounts, clock, routing),
         IncomingBalance(ledger, address),
         # routing: chooses the next-hop account, and the amount in its asset
@@ -259,6 +271,7 @@ class Container(containers.DeclarativeContainer):
         routes=config.routes,
         asset=asset,
         open_children=config.open_children,
+        rate_limit=config.rate_limit,
     )
     routes = providers.Singleton(Routes)
     admission = providers.Singleton(

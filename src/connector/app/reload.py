@@ -145,7 +145,12 @@ class Reloader:
         values = new.runtime()
         accounts.replace(
             build_accounts(
-                accounts.ilp_address, values["peers"], values["routes"], accounts.asset, False
+                accounts.ilp_address,
+                values["peers"],
+                values["routes"],
+                accounts.asset,
+                False,
+                values["rate_limit"],
             )
         )
         clock = c.clock()

@@ -179,6 +179,7 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         store_instance=config.store.instance,
         broadcast_interval=config.routing.broadcast_interval_ms / 1000,
         rates=config.rates.model_dump(),
+        rate_limit=None if config.rate_limit is None else config.rate_limit.model_dump(),
         admin_host=config.admin.host,
         admin_port=config.admin.port,
         require_peers=list(config.health.require_peers),

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from connector.domain.buckets import RateLimit
 from connector.domain.routing import RoutingTable
 
 
@@ -37,8 +38,10 @@ class Account:
     id: str
     relation: Relation
     asset: Asset = field(default_factory=Asset)
-    #: Larger Prepares *to* this peer are rejected F08 (RFC-0027 §F08).
+    #: Larger Prepares to or from this peer are rejected F08 (RFC-0027 §F08).
     max_packet_amount: int | None = None
+    #: Prepares *from* this peer beyond this rate get T05 (``domain/limits.py``); None: no limit.
+    rate_limit: RateLimit | None = None
     #: Balance limits (what the peer may owe us, how far we may owe it): room for the accounts
     #: step; ``None`` is unlimited.
     balance_minimum: int | None = None

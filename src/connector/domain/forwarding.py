@@ -1,10 +1,12 @@
 """The steps of the pipeline that forward a Prepare, with the RFC-0027 connector rules (ILP.md §6).
 
-In pipeline order (``app/container.py`` lists them; the order test reads that list):
+In pipeline order (``app/container.py`` lists them; the order test reads that list), after the
+sender's limits (``limits.py``: ``rate_limit``, ``incoming_max_packet_amount``):
 
 - ``PeerProtocols``: ``peer.*`` is answered here, never forwarded (IL-DCP for children);
 - ``Route``: the next hop, by longest prefix (F02 when none, or when it is the sender);
-- ``MaxPacketAmount``: the next hop's ``max_packet_amount`` (F08 with both amounts);
+- ``MaxPacketAmount``: the next hop's ``max_packet_amount`` (F08 with both amounts; the same
+  key limits what the peer sends us, in ``limits.py``);
 - ``Expiry``: the outgoing expiry, a window earlier and capped by the hold time (R02);
 - ``FulfillmentCheck``: on the way back, a Fulfill whose preimage is wrong becomes F05;
 - ``Send``: hands the Prepare to the next hop's link (T01 when it is not connected, T03 when it
