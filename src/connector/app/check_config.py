@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
+from connector.adapters.env_secret_store import EnvSecretStore
 from connector.app.config import ConnectorConfig, load_config
 from connector.app.postgres_store import default_instance, is_postgres_url, redact
 from connector.app.rates_source import shown_url
@@ -77,9 +77,7 @@ def _report(
         problems.append(store)
     lines.append(f"peers ({len(config.peers)}):")
     for peer in config.peers:
-        has_secret = secrets.secret_for(peer.id) is not None
-        if not has_secret:
-            problems.append(f"peer {peer.id!r}: {secret_variable(peer.id)} is not set")
+        problems.extend(f"peer {peer.id!r}: {problem}" for problem in secrets.problems(peer.id))
         how = f"dials {peer.url} as {peer.username or config.node_id}" if peer.url else "dials us"
         limit = f", max {peer.max_packet_amount}" if peer.max_packet_amount is not None else ""
         low, high = peer.balance.minimum, peer.balance.maximum
@@ -98,9 +96,10 @@ def _report(
                 word for word, on in (("sent", sends), ("received", receives)) if on
             )
         lines.append(
-            f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, "
-            f"secret {secret_variable(peer.id)}: {'set' if has_secret else 'MISSING'}"
+            f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, secret {secrets.status(peer.id)}"
         )
+    # Start-up refuses a variable and its _FILE both set for any peer, listed or not.
+    problems.extend(c for c in secrets.conflicts() if not any(p.endswith(c) for p in problems))
     rates = config.rates
     codes = {config.asset.code} | {p.asset.code for p in config.peers if p.asset is not None}
     source = shown_url(rates.url) if rates.backend == "url" and rates.url else "file"
