@@ -166,6 +166,22 @@ def test_the_previous_secret_is_accepted_but_never_presented(tmp_path: Path) -> 
         assert store.problems("alice") == []
 
 
+def test_a_previous_file_may_stay_configured_between_rotations(tmp_path: Path) -> None:
+    path = tmp_path / "alice-previous"
+    store = EnvSecretStore(
+        {"BTP_PEER_ALICE_SECRET": "new", "BTP_PEER_ALICE_SECRET_PREVIOUS_FILE": str(path)}
+    )
+    assert revealed(store.accepted("alice")) == [b"new"]
+    assert store.problems("alice") == []  # absent: no previous secret, not a problem
+    path.write_bytes(b"old\n")  # a rotation begins: the key is added to the mounted secret
+    assert revealed(store.accepted("alice")) == [b"new", b"old"]
+    path.write_bytes(b"")  # but an empty one is a mistake worth reporting
+    assert revealed(store.accepted("alice")) == [b"new"]
+    assert store.problems("alice") == [
+        f"BTP_PEER_ALICE_SECRET_PREVIOUS_FILE={path}: the file is empty"
+    ]
+
+
 def test_a_previous_secret_alone_lets_nobody_in() -> None:
     store = EnvSecretStore({"BTP_PEER_ALICE_SECRET_PREVIOUS": "old"})
     assert store.accepted("alice") == ()
@@ -190,8 +206,12 @@ def test_status_says_where_each_secret_comes_from(tmp_path: Path) -> None:
         ),
         (
             {"BTP_PEER_A_SECRET": "x", "BTP_PEER_A_SECRET_PREVIOUS_FILE": str(missing)},
-            "BTP_PEER_A_SECRET: set, + previous: BTP_PEER_A_SECRET_PREVIOUS_FILE="
-            f"{missing}: cannot read the file: No such file or directory",
+            f"BTP_PEER_A_SECRET: set, no previous (no file {missing})",
+        ),
+        (
+            {"BTP_PEER_A_SECRET": "x", "BTP_PEER_A_SECRET_PREVIOUS_FILE": str(tmp_path)},
+            f"BTP_PEER_A_SECRET: set, + previous: BTP_PEER_A_SECRET_PREVIOUS_FILE={tmp_path}: "
+            "cannot read the file: Is a directory",
         ),
     ]
     for env, status in cases:

@@ -55,6 +55,8 @@ class _Lookup:
     shown: str
     #: Why the secret is unusable though something is configured (None: usable, or not set).
     problem: str | None = None
+    #: The file named does not exist: for a previous secret, no problem (see ``problems``).
+    absent: bool = False
 
 
 class EnvSecretStore:
@@ -105,7 +107,9 @@ class EnvSecretStore:
         current = self._lookup(variable)
         shown = current.shown if current.problem else f"{variable}: {current.shown}"
         previous = self._lookup(variable + _PREVIOUS)
-        if previous.problem is not None:
+        if previous.absent:
+            shown += f", no previous (no file {self._environ.get(variable + _PREVIOUS + _FILE)})"
+        elif previous.problem is not None:
             shown += f", + previous: {previous.problem}"
         elif previous.secret is not None:
             shown += " + previous" + previous.shown.removeprefix("set")
@@ -113,12 +117,14 @@ class EnvSecretStore:
 
     def problems(self, peer_id: str) -> list[str]:
         """What keeps the peer's secrets from working, current and previous: empty when all is
-        well (a previous secret is optional)."""
+        well. A previous secret is optional, and so is its file: ``_SECRET_PREVIOUS_FILE`` may
+        stay set between rotations, naming a file that exists only during one (a key added to
+        and then removed from a mounted Kubernetes secret)."""
         variable = secret_variable(peer_id)
         current = self._lookup(variable)
         out = [] if current.secret is not None else [current.problem or f"{variable} is not set"]
-        previous = self._lookup(variable + _PREVIOUS).problem
-        return out if previous is None else [*out, previous]
+        previous = self._lookup(variable + _PREVIOUS)
+        return out if previous.problem is None or previous.absent else [*out, previous.problem]
 
     def conflicts(self) -> list[str]:
         """Every variable set along with its ``_FILE``, as error messages (names only)."""
@@ -165,7 +171,7 @@ class EnvSecretStore:
             content = _read_capped(path)
         except OSError as exc:
             problem = f"{where}: cannot read the file: {exc.strerror or type(exc).__name__}"
-            return _Lookup(None, problem, problem)
+            return _Lookup(None, problem, problem, absent=isinstance(exc, FileNotFoundError))
         if content is None:
             problem = f"{where}: the file is larger than {MAX_SECRET_FILE_SIZE} bytes"
             return _Lookup(None, problem, problem)
