@@ -54,7 +54,9 @@ class AuthPolicy:
             return AuthDecision(None, "auth_username is required")
         if not is_valid_peer_id(username):
             return AuthDecision(None, "invalid auth_username")
-        accepted = self._secrets.accepted(username) if self._is_known(username) else ()
+        # Asked even for a peer not listed: being listed must not change the work done.
+        found = self._secrets.accepted(username)
+        accepted = found if self._is_known(username) else ()
         # Always the same comparisons, each in constant time and none skipped: an unknown peer,
         # a peer with one secret and one in the middle of a rotation take the same work, and so
         # does a token matching the first secret or the second.
