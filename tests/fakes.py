@@ -151,15 +151,29 @@ class RecordingLogSink:
 
 
 class FakeSecretStore:
-    def __init__(self, secrets: dict[str, str]) -> None:
-        self._secrets = secrets
+    """Secrets from dicts the test may change between uses: ``previous`` holds the second
+    secret accepted during a rotation."""
+
+    def __init__(self, secrets: dict[str, str], previous: dict[str, str] | None = None) -> None:
+        self.secrets = secrets
+        self.previous = previous or {}
 
     def secret_for(self, peer_id: str) -> Secret | None:
-        value = self._secrets.get(peer_id)
+        value = self.secrets.get(peer_id)
         return Secret(value.encode()) if value else None
 
+    def accepted(self, peer_id: str) -> tuple[Secret, ...]:
+        current = self.secret_for(peer_id)
+        previous = self.previous.get(peer_id)
+        if current is None:
+            return ()
+        return (current, Secret(previous.encode())) if previous else (current,)
+
+    def missing_reason(self, peer_id: str) -> str:
+        return f"no secret for {peer_id}"
+
     def peer_ids(self) -> list[str]:
-        return sorted(peer for peer, value in self._secrets.items() if value)
+        return sorted(peer for peer, value in self.secrets.items() if value)
 
 
 FULFILLMENT = bytes(range(32))

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import hmac
+
 import pytest
 
-from connector.domain.auth import AuthPolicy, AuthThrottle, is_valid_peer_id
+from connector.domain.auth import MAX_ACCEPTED, AuthPolicy, AuthThrottle, is_valid_peer_id
 from connector.domain.secret import Secret
 from tests.fakes import FakeSecretStore
 
@@ -82,3 +84,41 @@ def test_throttle_memory_is_bounded() -> None:
         throttle.failure(f"h{i}", now=float(i), username="x")
     assert len(throttle._failures) <= 3
     assert throttle.failures("h9", "x") == 1
+
+
+def test_during_a_rotation_both_the_current_and_the_previous_secret_get_in() -> None:
+    policy = AuthPolicy(FakeSecretStore({"alice": "new"}, previous={"alice": "old"}))
+    assert policy.authenticate("alice", Secret(b"new")).accepted
+    assert policy.authenticate("alice", Secret(b"old")).accepted
+    for token in (b"other", b"", b"newold", b"\x00" * 32):
+        decision = policy.authenticate("alice", Secret(token))
+        assert not decision.accepted
+        assert decision.reason == "invalid auth_token"
+
+
+def test_the_same_comparisons_whichever_secret_matches_and_for_any_peer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compared: list[bytes] = []
+    real = hmac.compare_digest
+
+    def compare_digest(a: bytes, b: bytes) -> bool:
+        compared.append(a)
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", compare_digest)  # what Secret.matches calls
+    store = FakeSecretStore({"alice": "new", "bob": "b"}, previous={"alice": "old"})
+    policy = AuthPolicy(store, is_known=lambda peer: peer != "mallory")
+    for username, token, accepted in (
+        ("alice", b"new", True),
+        ("alice", b"old", True),
+        ("alice", b"bad", False),
+        ("bob", b"b", True),
+        ("carol", b"c", False),  # known, no secret
+        ("mallory", b"new", False),  # unknown
+    ):
+        compared.clear()
+        assert policy.authenticate(username, Secret(token)).accepted is accepted
+        assert len(compared) == MAX_ACCEPTED == 2, username  # no short cut, no fewer
+        if username == "alice":
+            assert compared == [b"new", b"old"]

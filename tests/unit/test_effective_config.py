@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from connector.adapters.env_secret_store import EnvSecretStore
 from connector.app.check_config import check
 from connector.app.effective_config import InvalidConfiguration, load_effective
 from connector.app.settings import EnvironmentProblems, Settings
@@ -96,7 +97,7 @@ def test_a_configured_peer_without_a_secret_is_a_warning_in_both() -> None:
         lines
     )
     assert lines[-1] == "result: OK (1 warning)"
-    effective = load_effective(env, EXAMPLE, FakeSecretStore({"bob": "b"}))
+    effective = load_effective(env, EXAMPLE, EnvSecretStore(env))
     assert effective.warnings == (
         "peer 'alice': BTP_PEER_ALICE_SECRET is not set: it cannot log in yet",
     )

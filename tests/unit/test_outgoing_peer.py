@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
+from connector.adapters.env_secret_store import EnvSecretStore
 from connector.adapters.memory_transport import (
     MemoryConnection,
     MemoryDialer,
@@ -28,7 +30,6 @@ from connector.domain.backoff import Backoff
 from connector.domain.btp import frames
 from connector.domain.pipeline import Pipeline
 from connector.domain.ports import Connection
-from connector.domain.secret import Secret
 from tests.contract.conftest import GUARD, Peer, build_server
 from tests.fakes import FakeClock, FakeProcessor, FakeSecretStore, RecordingLogSink
 
@@ -71,7 +72,7 @@ class World:
             "b",
             URL,
             "a",
-            Secret(SECRET.encode()),
+            FakeSecretStore({"b": SECRET}),
             self.backoff,
         )
         self.remote_transport = MemoryServerTransport()
@@ -218,7 +219,7 @@ async def test_a_rejected_auth_counts_as_tried_and_keeps_backing_off(world: Worl
         "b",
         URL,
         "a",
-        Secret(b"wrong secret"),
+        FakeSecretStore({"b": "wrong secret"}),
         world.backoff,
     )
     await world.listen()
@@ -281,3 +282,58 @@ async def test_a_link_lost_while_draining_is_not_redialed(world: World) -> None:
     await a_few_turns()
     assert world.peer.attempts == 1
     assert world.delays() == []
+
+
+# --- the secret, read at every dial -------------------------------------------------------------
+
+
+def peer_with_secret_file(world: World, path: Path) -> OutgoingPeer:
+    store = EnvSecretStore({"BTP_PEER_B_SECRET_FILE": str(path)})
+    return OutgoingPeer(world.ctx, MemoryDialer(world.network), "b", URL, "a", store, world.backoff)
+
+
+async def test_a_rotated_secret_file_is_presented_at_the_next_dial(
+    world: World, tmp_path: Path
+) -> None:
+    path = tmp_path / "b"
+    path.write_bytes(b"the-old-secret\n")  # b no longer accepts it
+    world.peer = peer_with_secret_file(world, path)
+    await world.listen()
+    world.peer.start()
+    await world.sleeping_on_the_clock()
+    assert not world.remote.links.is_connected("a")  # refused: the old secret
+
+    path.write_bytes(f"{SECRET}\n".encode())  # the file replaced, no restart
+    world.clock.advance(1)
+    await world.until(lambda: world.remote.links.is_connected("a"))
+    assert world.peer.attempts == 2
+
+
+async def test_no_secret_at_dial_time_is_logged_and_retried_without_dialing(
+    world: World, tmp_path: Path
+) -> None:
+    path = tmp_path / "b"
+    world.peer = peer_with_secret_file(world, path)
+    accepted: list[Connection] = []
+    watcher = MemoryServerTransport()
+    await watcher.start(accepted.append)
+    world.network.listen("ws://b.memory", watcher)
+
+    world.peer.start()
+    async with asyncio.timeout(GUARD):
+        await world.peer.tried.wait()
+    await world.sleeping_on_the_clock()
+    [unavailable] = world.log.events("btp_secret_unavailable")
+    assert unavailable["peerId"] == "b"
+    assert unavailable["reason"] == (
+        f"BTP_PEER_B_SECRET_FILE={path}: cannot read the file: No such file or directory"
+    )
+    assert accepted == []  # nothing dialed without a secret to present
+    assert world.delays() == [1.0]
+
+    path.write_bytes(SECRET.encode())
+    world.network.listen("ws://b.memory", world.remote_transport)
+    await world.remote.start()
+    world.clock.advance(1)
+    await world.until(lambda: world.remote.links.is_connected("a"))
+    assert len(world.log.events("btp_secret_unavailable")) == 1

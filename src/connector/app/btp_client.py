@@ -3,7 +3,9 @@
 Each ``OutgoingPeer`` keeps one dialed ``BtpLink`` to a peer that has a ``url``. WebSocket pings
 (the transport's keepalive) detect a dead peer; when the link drops, its requests in flight fail
 at once (the pipeline answers T01) and the peer is dialed again after an exponential delay with
-jitter, reset by every successful auth.
+jitter, reset by every successful auth. The secret comes from the store at every dial, so a
+rotated secret is presented from the next reconnect on; with none to present, the attempt fails
+(``btp_secret_unavailable``) and backs off like a refused dial.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ from connector.app.link import BtpLink
 from connector.app.links import LinkContext
 from connector.domain.backoff import Backoff
 from connector.domain.btp.session import Role
-from connector.domain.ports import Dialer
-from connector.domain.secret import Secret
+from connector.domain.ports import Dialer, SecretStore
 
 
 class OutgoingPeer:
@@ -27,7 +28,7 @@ class OutgoingPeer:
         peer_id: str,
         url: str,
         username: str,
-        secret: Secret,
+        secrets: SecretStore,
         backoff: Backoff | None = None,
     ) -> None:
         self._ctx = ctx
@@ -35,7 +36,7 @@ class OutgoingPeer:
         self.peer_id = peer_id
         self.url = url
         self._username = username
-        self._secret = secret
+        self._secrets = secrets
         self._backoff = backoff or Backoff()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -71,6 +72,15 @@ class OutgoingPeer:
         ctx = self._ctx
         while not self._stopping and not ctx.links.draining:
             self.attempts += 1
+            secret = self._secrets.secret_for(self.peer_id)  # each dial: rotations reach it
+            if secret is None:
+                self.log.warning(
+                    "btp_secret_unavailable",
+                    attempt=self.attempts,
+                    reason=self._secrets.missing_reason(self.peer_id),
+                )
+                await self._retry()
+                continue
             ctx.observer.dialing(self.peer_id)
             try:
                 async with ctx.clock.timeout(ctx.limits.auth_timeout * 2):
@@ -88,17 +98,21 @@ class OutgoingPeer:
                 link = BtpLink(ctx, conn, Role.CLIENT, peer_id=self.peer_id)
                 self.link = link
                 try:
-                    link.start(self._username, self._secret)
+                    link.start(self._username, secret)
                     await self._opened_or_closed(link)
                     await link.closed.wait()
                 finally:
                     self.link = None
-            self.tried.set()
-            if self._stopping or ctx.links.draining:
-                return
-            delay = self._backoff.next()
-            self.log.info("btp_reconnect_scheduled", attempt=self.attempts, delay=round(delay, 3))
-            await ctx.clock.sleep(delay)
+            await self._retry()
+
+    async def _retry(self) -> None:
+        """Count the attempt as tried, then wait for the backoff delay (unless stopping)."""
+        self.tried.set()
+        if self._stopping or self._ctx.links.draining:
+            return
+        delay = self._backoff.next()
+        self.log.info("btp_reconnect_scheduled", attempt=self.attempts, delay=round(delay, 3))
+        await self._ctx.clock.sleep(delay)
 
     async def _opened_or_closed(self, link: BtpLink) -> None:
         opened = asyncio.ensure_future(link.opened.wait())

@@ -114,7 +114,6 @@ def _report(
         return problems, unreachable
     lines.append(f"peers ({len(config.peers)}):")
     for peer in config.peers:
-        has_secret = secrets.secret_for(peer.id) is not None
         how = f"dials {peer.url} as {peer.username or config.node_id}" if peer.url else "dials us"
         limit = f", max {peer.max_packet_amount}" if peer.max_packet_amount is not None else ""
         rate = peer.rate_limit or config.rate_limit
@@ -136,8 +135,7 @@ def _report(
                 word for word, on in (("sent", sends), ("received", receives)) if on
             )
         lines.append(
-            f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, "
-            f"secret {secret_variable(peer.id)}: {'set' if has_secret else 'MISSING'}"
+            f"  {peer.id:<16} {peer.relation:<7} {how}{limit}, secret {secrets.status(peer.id)}"
         )
     rates = config.rates
     codes = {config.asset.code} | {p.asset.code for p in config.peers if p.asset is not None}

@@ -20,7 +20,7 @@ from typing import Any
 from dependency_injector import containers, providers
 
 from connector.adapters.clock import SystemClock
-from connector.adapters.env_secret_store import EnvSecretStore, secret_variable
+from connector.adapters.env_secret_store import EnvSecretStore
 from connector.adapters.memory_transport import MemoryDialer, MemoryNetwork, MemoryServerTransport
 from connector.adapters.structlog_sink import node_logger
 from connector.adapters.websockets_transport import WebsocketsDialer, WebsocketsServerTransport
@@ -243,14 +243,13 @@ def build_outgoing(
     for peer in parse_peers(peers):
         if not peer.url:
             continue
-        secret = secrets.secret_for(peer.id)
-        if secret is None:
+        if secrets.secret_for(peer.id) is None:  # read again at every dial
             raise ConfigurationError(
-                f"peer {peer.id!r} has a url but {secret_variable(peer.id)} is not set"
+                f"peer {peer.id!r} has a url but no secret: {secrets.missing_reason(peer.id)}"
             )
         outgoing.append(
             OutgoingPeer(
-                ctx, dialer, peer.id, peer.url, peer.username or node_id, secret, Backoff()
+                ctx, dialer, peer.id, peer.url, peer.username or node_id, secrets, Backoff()
             )
         )
     return outgoing
@@ -261,7 +260,7 @@ class Container(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     log = providers.Singleton(node_logger, node_id=config.node_id)
-    secret_store = providers.Singleton(EnvSecretStore)
+    secret_store = providers.Singleton(EnvSecretStore.checked)  # refuses VAR and VAR_FILE both set
 
     asset = providers.Singleton(Asset, code=config.asset_code, scale=config.asset_scale)
     accounts = providers.Singleton(

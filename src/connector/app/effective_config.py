@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from connector.adapters.env_secret_store import secret_variable
+from connector.adapters.env_secret_store import EnvSecretStore
 from connector.app.config import ConnectorConfig, load_config
 from connector.app.settings import (
     OVERRIDES,
@@ -101,6 +101,8 @@ def load_effective(
         raise InvalidConfiguration(problems)
     config = effective_file(settings, file)
     errors, warnings = secret_problems(config, secrets) if file is not None else ([], [])
+    if isinstance(secrets, EnvSecretStore):  # a variable and its _FILE: which one is meant?
+        errors = [*secrets.conflicts(), *errors]
     if errors and not keep_going:
         raise InvalidConfiguration(errors)
     return Effective(settings, path, file, config, tuple(warnings), tuple(errors))
@@ -116,11 +118,20 @@ def secret_problems(config: ConnectorConfig, secrets: SecretStore) -> tuple[list
     until it has one (a warning)."""
     errors, warnings = [], []
     for peer in config.peers:
-        if secrets.secret_for(peer.id) is not None:
-            continue
-        variable = secret_variable(peer.id)
-        if peer.url:
-            errors.append(f"peer {peer.id!r}: {variable} is not set (needed to dial {peer.url})")
+        if isinstance(secrets, EnvSecretStore):
+            # the current secret's problem, and a previous one's; a variable set along with its
+            # _FILE is an error of the environment, reported once by ``load_effective``
+            conflicts = secrets.conflicts()
+            found = [p for p in secrets.problems(peer.id) if p not in conflicts]
         else:
-            warnings.append(f"peer {peer.id!r}: {variable} is not set: it cannot log in yet")
+            found = [] if secrets.secret_for(peer.id) else [secrets.missing_reason(peer.id)]
+        if not found:
+            continue
+        if peer.url and secrets.secret_for(peer.id) is None:
+            errors.append(f"peer {peer.id!r}: {found[0]} (needed to dial {peer.url})")
+            found = found[1:]
+        elif secrets.secret_for(peer.id) is None:
+            warnings.append(f"peer {peer.id!r}: {found[0]}: it cannot log in yet")
+            found = found[1:]
+        warnings.extend(f"peer {peer.id!r}: {problem}" for problem in found)
     return errors, warnings

@@ -50,6 +50,12 @@ class _NoSecrets:
     def secret_for(self, peer_id: str) -> Secret | None:
         return None
 
+    def accepted(self, peer_id: str) -> tuple[Secret, ...]:
+        return ()
+
+    def missing_reason(self, peer_id: str) -> str:
+        return "an endpoint accepts no peer"
+
     def peer_ids(self) -> list[str]:
         return []
 

@@ -1,6 +1,6 @@
 """Who may connect: the auth policy (RFC-0023 §Authentication) and the failed-auth throttle.
 
-Pure: the policy asks a ``SecretStore`` port for the peer's secret and compares in constant time;
+Pure: the policy asks a ``SecretStore`` port for the peer's secrets and compares in constant time;
 the throttle counts failures per remote host on times it is given. Reasons returned here go to the
 peer and to logs, so they never include a token or a secret.
 """
@@ -37,7 +37,8 @@ class AuthDecision:
 
 
 class AuthPolicy:
-    """Accepts a peer whose ``auth_token`` equals the secret configured for its ``auth_username``.
+    """Accepts a peer whose ``auth_token`` equals a secret accepted for its ``auth_username``
+    (its current one or, during a rotation, its previous one).
 
     The username is required (it names the account and its secret); ``is_known`` limits who may
     connect at all (the configured peers). Unknown peers and wrong tokens get the same reason, so a
@@ -53,14 +54,25 @@ class AuthPolicy:
             return AuthDecision(None, "auth_username is required")
         if not is_valid_peer_id(username):
             return AuthDecision(None, "invalid auth_username")
-        expected = self._secrets.secret_for(username) if self._is_known(username) else None
-        # Compare even for unknown peers, so both failures take the same time.
-        ok = (expected or _NO_SECRET).matches(token) and expected is not None and bool(expected)
+        # Asked even for a peer not listed: being listed must not change the work done.
+        found = self._secrets.accepted(username)
+        accepted = found if self._is_known(username) else ()
+        # Always the same comparisons, each in constant time and none skipped: an unknown peer,
+        # a peer with one secret and one in the middle of a rotation take the same work, and so
+        # does a token matching the first secret or the second.
+        ok = False
+        for i in range(max(MAX_ACCEPTED, len(accepted))):
+            real = i < len(accepted)
+            expected = accepted[i] if real else _NO_SECRET
+            matched = expected.matches(token)
+            ok |= matched & real & bool(expected)
         if not ok:
             return AuthDecision(None, "invalid auth_token")
         return AuthDecision(username, "ok")
 
 
+#: Secrets accepted per peer: the current one and, during a rotation, the previous one.
+MAX_ACCEPTED = 2
 _NO_SECRET = Secret(b"\x00" * 32)
 
 

@@ -49,10 +49,21 @@ class Clock(Protocol):
 
 
 class SecretStore(Protocol):
-    """Where each peer's shared secret comes from."""
+    """Where each peer's shared secret comes from. Asked at each use (an auth attempt, a dial),
+    so a secret rotated at its source takes effect without a restart."""
 
     def secret_for(self, peer_id: str) -> Secret | None:
-        """The peer's secret, or ``None`` when the peer is unknown."""
+        """The secret we present when we dial the peer, or ``None`` when there is none."""
+        ...
+
+    def accepted(self, peer_id: str) -> tuple[Secret, ...]:
+        """Every secret the peer may present to us (at most two: the current one and, during a
+        rotation, the previous one); empty when the peer has none."""
+        ...
+
+    def missing_reason(self, peer_id: str) -> str:
+        """Why ``secret_for`` gave ``None``, for an error or a log line: it names where the
+        secret should come from, never any of its content."""
         ...
 
     def peer_ids(self) -> list[str]:
