@@ -119,6 +119,7 @@ def build_container(config_path: Path | None = None) -> Container:
     container.config.from_dict(runtime_config(settings, file))
     container.outgoing()  # resolve now: a peer with a url but no secret fails at start-up
     container.ledger()  # and so does a store that cannot be opened
+    container.transport()  # and a TLS certificate or key that will not load
     return container
 
 

@@ -82,6 +82,8 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         btp_server_port=(
             settings.btp_server_port if "btp_server_port" in given else base.btp_server.port
         ),
+        btp_server_tls=base.btp_server.tls.model_dump() if base.btp_server.tls else None,
+        trusted_proxies=list(base.btp_server.trusted_proxies),
         asset_code=base.asset.code,
         asset_scale=base.asset.scale,
         min_message_window=base.forwarding.min_message_window_ms / 1000,
