@@ -51,6 +51,20 @@ def test_the_shipped_example_loads() -> None:
             "routes.0.prefix: must be an ILP address prefix",
         ),
         ("peers: [{id: b, relation: peer, max_packet_amount: -1}]\n", "peers.0.max_packet_amount"),
+        ("btp_server: {tls: {cert_file: c.pem}}\n", "btp_server.tls.key_file: Field required"),
+        ("btp_server: {tls: {key_file: k.pem}}\n", "btp_server.tls.cert_file: Field required"),
+        (
+            "btp_server: {trusted_proxies: [10.0.0.0/8, 'nope']}\n",
+            "btp_server.trusted_proxies: 'nope' is not an IP network",
+        ),
+        (
+            "btp_server: {trusted_proxies: [10.1.2.3/8]}\n",
+            "has host bits set (did you mean 10.0.0.0/8?)",
+        ),
+        (
+            "peers: [{id: b, relation: peer, url: 'ws://x', tls_ca_file: ca.pem}]\n",
+            "peers.0: tls_ca_file needs a wss:// url",
+        ),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("key: [unclosed\n", "not valid YAML"),
     ],

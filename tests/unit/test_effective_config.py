@@ -85,7 +85,7 @@ def test_check_config_shows_what_the_environment_overrides() -> None:
     assert code == 0, lines
     assert (
         "node: from-env (from CONNECTOR_NODE_ID)  address: test.a  "
-        "listen: 0.0.0.0:4555 (from BTP_SERVER_PORT)  asset: USD/9"
+        "listen: ws://0.0.0.0:4555 (from BTP_SERVER_PORT)  asset: USD/9"
     ) in lines
 
 
@@ -142,3 +142,16 @@ def test_variables_are_read_exactly_and_empty_counts_as_unset() -> None:
         Settings.from_environment({"BTP_SERVER_PROT": "3000"})
     # other programs' variables are none of ours
     assert Settings.from_environment({"BTP_PEER_X_SECRET": "s", "HOME": "/"}).node_id == "connector"
+
+
+def test_a_certificate_that_will_not_load_is_refused_alike(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    missing = tmp_path / "nope.pem"
+    config.write_text(f"btp_server: {{tls: {{cert_file: '{missing}', key_file: '{missing}'}}}}\n")
+    checked = run("--check-config", str(config), env={})
+    started = run("--config", str(config), env={})
+    assert checked.returncode == started.returncode == 2, checked.stdout + started.stderr
+    problem = f"btp_server.tls.cert_file: cannot read {missing}"
+    assert problem in checked.stdout
+    assert problem in started.stderr
+    assert "listen: wss://0.0.0.0:3000" in checked.stdout

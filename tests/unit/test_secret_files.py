@@ -288,9 +288,7 @@ def test_check_config_shows_sources_and_problems_never_content(tmp_path: Path) -
         f"error: peer 'bob': BTP_PEER_BOB_SECRET_FILE={tmp_path / 'missing'}: "
         "cannot read the file: No such file or directory"
     ) in text
-    assert (
-        "error: BTP_PEER_CAROL_SECRET and BTP_PEER_CAROL_SECRET_FILE are both set"
-    ) in text
+    assert ("error: BTP_PEER_CAROL_SECRET and BTP_PEER_CAROL_SECRET_FILE are both set") in text
     assert "error: BTP_PEER_DAVE_SECRET and BTP_PEER_DAVE_SECRET_FILE are both set" in text
     assert text.count("BTP_PEER_CAROL_SECRET and") == 2  # the column and one error, not two
     assert "result: INVALID (3 problems)" in text  # bob's missing file, carol's, dave's

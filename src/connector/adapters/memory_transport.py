@@ -278,6 +278,10 @@ class MemoryServerTransport:
     def address(self) -> str:
         return "memory:0"
 
+    @property
+    def tls(self) -> bool:
+        return False
+
 
 class MemoryNetwork:
     """In-process "addresses": URLs mapped to memory server transports, for a ``MemoryDialer``."""

@@ -16,6 +16,12 @@ reading (congested for ``ping_timeout``: the socket is aborted, since no close f
 through).
 Back-pressure: above ``write_high_water`` bytes buffered for a peer, the connection is
 ``congested`` and nothing more is read from that peer until the buffer drains.
+
+TLS (``wss://``) on the server side is done here too, in memory (``_Tls``), not by the event
+loop's own TLS transport: that one runs its handshake before the protocol even hears of the
+connection, outside every bound above. Here the TLS handshake is part of the opening handshake:
+the same slots, the same per-host limit, the same ``open_timeout``. A dialed ``wss://`` peer
+uses the event loop's TLS (the dial is bounded by ``open_timeout`` as a whole).
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ import contextlib
 import logging
 import secrets
 import ssl
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, cast
 
 from websockets.client import ClientProtocol
@@ -37,6 +45,8 @@ from websockets.protocol import CLIENT, CLOSED, CONNECTING, OPEN, Protocol
 from websockets.server import ServerProtocol
 from websockets.uri import parse_uri
 
+from connector.adapters.proxies import TrustedProxies
+from connector.adapters.tls import client_context
 from connector.domain.errors import PeerDisconnected
 
 try:
@@ -57,6 +67,8 @@ _HEALTH_RESERVE = 64
 
 
 def _host(remote: str) -> str:
+    if remote.endswith("]"):
+        return remote  # an IPv6 host without a port (a forwarded client)
     host, _, _ = remote.rpartition(":")
     return host or remote
 
@@ -153,6 +165,62 @@ class _Registry:
         self._schedule()
 
 
+class _TlsFailed(Exception):
+    """The peer broke TLS (no TLS at all, a bad certificate, a corrupt record)."""
+
+
+class _Tls:
+    """Server-side TLS over the socket's bytes, in memory: ciphertext in, plaintext out, and
+    back. Whatever OpenSSL wants to send (handshake records, tickets, alerts) is taken from
+    ``outgoing`` right after every call, so records leave in the order they were made."""
+
+    __slots__ = ("ended", "incoming", "obj", "open", "outgoing")
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.open = False
+        self.ended = False  # the peer sent close_notify: nothing more comes from it
+
+    def receive(self, data: bytes) -> tuple[bytes, bool]:
+        """The plaintext ``data`` completes, and whether the peer ended TLS (close_notify).
+        Raises ``_TlsFailed``."""
+        self.incoming.write(data)
+        obj = self.obj
+        chunks = []
+        ended = False
+        try:
+            if not self.open:
+                obj.do_handshake()
+                self.open = True
+            while chunk := obj.read(65536):
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            ended = self.ended = True
+        except ssl.SSLError as exc:
+            raise _TlsFailed(exc.reason or type(exc).__name__) from None
+        return b"".join(chunks), ended
+
+    def encrypt(self, data: bytes) -> bytes:
+        """``data`` as TLS records (after what is already pending); raises ``_TlsFailed``."""
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[self.obj.write(view) :]
+        except ssl.SSLError as exc:
+            raise _TlsFailed(exc.reason or type(exc).__name__) from None
+        return self.outgoing.read()
+
+    def end(self) -> bytes:
+        """Our close_notify; the peer's is not waited for (the socket closes next)."""
+        with contextlib.suppress(ssl.SSLError):
+            self.obj.unwrap()
+        return self.outgoing.read()
+
+
 class WebSocket(asyncio.Protocol):
     """One WebSocket connection, either side, as the core's ``Connection`` port."""
 
@@ -182,6 +250,7 @@ class WebSocket(asyncio.Protocol):
         self._clean_chunk = False
         self._partial = bytearray()  # the start of a frame _frames has not got whole yet
         self._opened_at = 0.0
+        self._tls: _Tls | None = None  # server-side TLS, when the server has a certificate
         self.handshake_done: asyncio.Future[None] | None = None
 
     # --- the Connection port ----------------------------------------------------------------
@@ -247,7 +316,11 @@ class WebSocket(asyncio.Protocol):
         if self.ws.state is CONNECTING:
             host = _host(self._remote)
             per_host = self._registry.handshakes_by_host
-            if per_host.get(host, 0) >= self._options.max_handshakes_per_host:
+            # A trusted proxy is not one host but many clients: their own addresses are known
+            # from the upgrade request on, and counted by the server from then on.
+            if per_host.get(host, 0) >= self._options.max_handshakes_per_host and not (
+                isinstance(self._registry, _ServerRegistry) and self._registry.proxies.trusts(host)
+            ):
                 self._registry.log.warning(
                     "btp_handshake_refused", remoteAddress=self._remote, reason="too many from host"
                 )
@@ -271,6 +344,13 @@ class WebSocket(asyncio.Protocol):
                     self._opened_at -= self._options.open_timeout - 1.0
 
     def data_received(self, data: bytes) -> None:
+        if self._tls is not None:
+            self._tls_received(self._tls, data)
+        else:
+            self._received(data)
+
+    def _received(self, data: bytes) -> None:
+        """Plaintext from the peer."""
         if self._fast:
             self._frames(data)
             return
@@ -325,6 +405,29 @@ class WebSocket(asyncio.Protocol):
         if self._close_deadline is None and self._transport is not None:
             loop = asyncio.get_running_loop()
             self._close_deadline = loop.time() + self._options.close_timeout
+
+    def _tls_received(self, tls: _Tls, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing() or tls.ended:
+            return
+        try:
+            plain, ended = tls.receive(data)
+        except _TlsFailed as exc:
+            # Not TLS (a ws:// client, a scanner) or a TLS we refuse: its alert, then the close.
+            self._registry.log.warning(
+                "btp_tls_failed", remoteAddress=self._remote, reason=str(exc)
+            )
+            transport.write(tls.outgoing.read())
+            transport.close()
+            return
+        pending = tls.outgoing.read()
+        if pending:
+            transport.write(pending)
+        if plain:
+            self._received(plain)
+        if ended:
+            # The peer's close_notify: its end of the stream, as a TCP end would be.
+            self.eof_received()
 
     def eof_received(self) -> bool | None:
         self.ws.receive_eof()
@@ -490,6 +593,11 @@ class WebSocket(asyncio.Protocol):
             self._respond(response)
             if response.status_code == 101:
                 self._fast = self._clean_chunk
+                if server.proxies:
+                    client = server.proxies.forwarded_host(
+                        _host(self._remote), request.headers.get_all("X-Forwarded-For")
+                    )
+                    self._remote = client or self._remote
                 server.accept(self)
 
     def _respond(self, response: Response) -> None:
@@ -542,6 +650,15 @@ class WebSocket(asyncio.Protocol):
             return
         eof = not chunks[-1]
         data = b"".join(chunks)
+        tls = self._tls
+        if tls is not None:
+            try:
+                data = tls.encrypt(data) if data else b""
+                if eof:
+                    data += tls.end()
+            except _TlsFailed:
+                transport.abort()
+                return
         if data:
             transport.write(data)
         if eof:
@@ -647,10 +764,12 @@ class _ServerRegistry(_Registry):
         log: LogSink,
         accept: AcceptHandler,
         http: HttpHandler | None,
+        proxies: TrustedProxies,
     ) -> None:
         super().__init__(options, log)
         self.accept = accept
         self.http = http
+        self.proxies = proxies
 
     def http_response(self, ws: ServerProtocol, request: Request) -> Response:
         result = self.http(request.path.split("?", 1)[0]) if self.http is not None else None
@@ -687,8 +806,12 @@ class WebsocketsServerTransport:
         max_handshakes: int = 1000,
         max_handshakes_per_host: int = 32,
         log: LogSink | None = None,
+        tls: ssl.SSLContext | None = None,
+        trusted_proxies: Sequence[str] = (),
     ) -> None:
         self._host = host
+        self._tls = tls
+        self._proxies = TrustedProxies(trusted_proxies)
         self._port = port
         self._options = WebsocketOptions(
             max_frame_size,
@@ -705,13 +828,17 @@ class WebsocketsServerTransport:
         self._registry: _ServerRegistry | None = None
 
     async def start(self, accept: AcceptHandler, http: HttpHandler | None = None) -> None:
-        registry = _ServerRegistry(self._options, self._log, accept, http)
+        registry = _ServerRegistry(self._options, self._log, accept, http, self._proxies)
         self._registry = registry
         logger = logging.getLogger("websockets.server")
         max_size = self._options.max_frame_size
+        tls = self._tls
 
         def factory() -> WebSocket:
-            return WebSocket(registry, ServerProtocol(max_size=max_size, logger=logger))
+            ws = WebSocket(registry, ServerProtocol(max_size=max_size, logger=logger))
+            if tls is not None:
+                ws._tls = _Tls(tls)
+            return ws
 
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(factory, self._host, self._port)
@@ -724,6 +851,11 @@ class WebsocketsServerTransport:
     async def wait_closed(self) -> None:
         if self._registry is not None:
             await self._registry.wait_closed()
+
+    @property
+    def tls(self) -> bool:
+        """Whether this server speaks TLS (``wss://``, and HTTPS for health and metrics)."""
+        return self._tls is not None
 
     @property
     def connections(self) -> int:
@@ -748,7 +880,9 @@ class WebsocketsServerTransport:
 class WebsocketsDialer:
     """Dials ``ws://`` and ``wss://`` URLs (a ``btp+`` prefix is dropped, as ilp-plugin-btp does).
 
-    Credentials never go in the URL: the link sends them in the BTP auth MESSAGE.
+    Credentials never go in the URL: the link sends them in the BTP auth MESSAGE. A ``wss://``
+    peer's certificate must chain to the system's trust store, or, for a URL in ``ca_files``, to
+    that file's CAs (built at construction: a bad file stops start-up).
     """
 
     def __init__(
@@ -761,6 +895,7 @@ class WebsocketsDialer:
         close_timeout: float = 5.0,
         write_high_water: int = 1 << 20,
         log: LogSink | None = None,
+        ca_files: Mapping[str, Path] | None = None,
     ) -> None:
         self._options = WebsocketOptions(
             max_frame_size,
@@ -772,6 +907,16 @@ class WebsocketsDialer:
         )
         self._log = log or NullSink()
         self._registry: _Registry | None = None
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self.trust(ca_files or {})
+        self._default_context: ssl.SSLContext | None = None
+
+    def trust(self, ca_files: Mapping[str, Path]) -> None:
+        """The CA file of each ``wss://`` URL that has one (again on a reload: from the next
+        dial on)."""
+        self._contexts = {
+            url: client_context(path, key=f"tls_ca_file of {url}") for url, path in ca_files.items()
+        }
 
     async def dial(self, url: str) -> WebSocket:
         if self._registry is None:
@@ -784,7 +929,7 @@ class WebsocketsDialer:
             logger=logging.getLogger("websockets.client"),
         )
         loop = asyncio.get_running_loop()
-        context = ssl.create_default_context() if uri.secure else None
+        context = self._context(url) if uri.secure else None
         ws = WebSocket(registry, protocol)
         ws.handshake_done = loop.create_future()
         async with asyncio.timeout(self._options.open_timeout):
@@ -803,6 +948,14 @@ class WebsocketsDialer:
                 ws.abort()
                 raise
         return ws
+
+    def _context(self, url: str) -> ssl.SSLContext:
+        context = self._contexts.get(url)
+        if context is None:
+            if self._default_context is None:
+                self._default_context = client_context()
+            context = self._default_context
+        return context
 
     async def wait_closed(self) -> None:
         if self._registry is not None:

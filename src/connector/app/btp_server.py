@@ -71,6 +71,7 @@ class BtpServer:
         self.log.info(
             "btp_server_started",
             address=self.transport.address,
+            tls=self.transport.tls,
             ilpAddress=self.ctx.ilp_address,
             authTimeout=self.limits.auth_timeout,
             maxInFlight=self.limits.max_in_flight,

@@ -87,7 +87,8 @@ def _report(
     lines.append(
         f"node: {config.node_id}{env('node_id')}  "
         f"address: {config.ilp_address}{env('ilp_address')}  "
-        f"listen: {config.btp_server.host}:{config.btp_server.port}"
+        f"listen: {'wss' if config.btp_server.tls else 'ws'}://"
+        f"{config.btp_server.host}:{config.btp_server.port}"
         f"{env('btp_server.host')}{env('btp_server.port')}  "
         f"asset: {config.asset.code}/{config.asset.scale}"
     )

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from connector.adapters.proxies import parse_network
 from connector.app.store import STORE_URLS, check_store_url
 from connector.domain.accounts import canonical_peer_id
 from connector.domain.auth import is_valid_peer_id
@@ -38,9 +39,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class TlsConfig(_Strict):
+    """The BTP server's certificate and key (PEM files; paths relative to the working
+    directory), and for mutual TLS the CA that must have signed every client's certificate."""
+
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None
+
+
 class BtpServerConfig(_Strict):
     host: str = "0.0.0.0"  # noqa: S104 - a connector in a container listens on all interfaces
     port: int = Field(3000, ge=0, le=65535)
+    #: With it the port serves wss:// (and HTTPS health and metrics).
+    tls: TlsConfig | None = None
+    #: Reverse proxies whose X-Forwarded-For names the client (README, "Operations").
+    trusted_proxies: list[str] = []
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            parse_network(cidr)  # its ValueError names the entry
+        return value
 
 
 class AssetConfig(_Strict):
@@ -151,8 +172,18 @@ class PeerConfig(_Strict):
     rate_limit: RateLimitConfig | None = None
     balance: BalanceConfig = BalanceConfig()
     routing: PeerRoutingConfig = PeerRoutingConfig()
+    #: The CAs to trust for this peer's wss:// certificate (default: the system's).
+    tls_ca_file: Path | None = None
 
     _id = field_validator("id")(valid_node_id)
+
+    @model_validator(mode="after")
+    def _tls(self) -> PeerConfig:
+        if self.tls_ca_file is not None and not (self.url or "").removeprefix("btp+").startswith(
+            "wss://"
+        ):
+            raise ValueError("tls_ca_file needs a wss:// url")
+        return self
 
     @field_validator("url")
     @classmethod

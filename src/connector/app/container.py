@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import uuid
+from pathlib import Path
 from typing import Any
 
 from dependency_injector import containers, providers
@@ -23,11 +25,12 @@ from connector.adapters.clock import SystemClock
 from connector.adapters.env_secret_store import EnvSecretStore
 from connector.adapters.memory_transport import MemoryDialer, MemoryNetwork, MemoryServerTransport
 from connector.adapters.structlog_sink import node_logger
+from connector.adapters.tls import server_context
 from connector.adapters.websockets_transport import WebsocketsDialer, WebsocketsServerTransport
 from connector.app.admin import AdminApi
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
-from connector.app.config import PeerConfig, RateLimitConfig, RatesConfig, RouteConfig
+from connector.app.config import PeerConfig, RateLimitConfig, RatesConfig, RouteConfig, TlsConfig
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode
@@ -231,6 +234,19 @@ def build_steps(
     ]
 
 
+def build_server_tls(tls: dict[str, Any] | None) -> ssl.SSLContext | None:
+    """``btp_server.tls``'s context; a file that will not load stops start-up."""
+    if tls is None:
+        return None
+    config = TlsConfig.model_validate(tls)
+    return server_context(config.cert_file, config.key_file, config.client_ca_file)
+
+
+def peer_ca_files(peers: list[dict[str, Any]]) -> dict[str, Path]:
+    """The CA file to trust for each wss:// peer URL that has one."""
+    return {p.url: p.tls_ca_file for p in parse_peers(peers) if p.url and p.tls_ca_file}
+
+
 def build_outgoing(
     peers: list[dict[str, Any]],
     node_id: str,
@@ -337,6 +353,8 @@ class Container(containers.DeclarativeContainer):
             max_handshakes=config.max_connections,
             max_handshakes_per_host=config.max_pending_per_host,
             log=log,
+            tls=providers.Singleton(build_server_tls, tls=config.btp_server_tls),
+            trusted_proxies=config.trusted_proxies,
         ),
         memory=providers.Singleton(MemoryServerTransport, max_frame_size=config.max_frame_size),
     )
@@ -348,6 +366,7 @@ class Container(containers.DeclarativeContainer):
             ping_interval=config.ping_interval,
             ping_timeout=config.ping_interval,
             log=log,
+            ca_files=providers.Callable(peer_ca_files, peers=config.peers),
         ),
         memory=providers.Singleton(MemoryDialer, network=memory_network),
     )

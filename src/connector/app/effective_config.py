@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from connector.adapters.env_secret_store import EnvSecretStore
+from connector.adapters.tls import client_context, server_context
 from connector.app.config import ConnectorConfig, load_config
 from connector.app.settings import (
     OVERRIDES,
@@ -103,6 +104,7 @@ def load_effective(
     errors, warnings = secret_problems(config, secrets) if file is not None else ([], [])
     if isinstance(secrets, EnvSecretStore):  # a variable and its _FILE: which one is meant?
         errors = [*secrets.conflicts(), *errors]
+    errors.extend(tls_problems(config))
     if errors and not keep_going:
         raise InvalidConfiguration(errors)
     return Effective(settings, path, file, config, tuple(warnings), tuple(errors))
@@ -111,6 +113,25 @@ def load_effective(
 def _path(environ: Mapping[str, str]) -> Path | None:
     value = environ.get("CONNECTOR_CONFIG", "")
     return Path(value) if value else None
+
+
+def tls_problems(config: ConnectorConfig) -> list[str]:
+    """The server's certificate and key, and each peer's CA file, loaded as start-up loads them
+    (never shown: a problem names the key and the file)."""
+    problems = []
+    tls = config.btp_server.tls
+    if tls is not None:
+        try:
+            server_context(tls.cert_file, tls.key_file, tls.client_ca_file)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+    for index, peer in enumerate(config.peers):
+        if peer.url and peer.tls_ca_file:
+            try:
+                client_context(peer.tls_ca_file, key=f"peers.{index}.tls_ca_file")
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+    return problems
 
 
 def secret_problems(config: ConnectorConfig, secrets: SecretStore) -> tuple[list[str], list[str]]:

@@ -125,6 +125,10 @@ class _PipelineOrigin:
 
 
 def host_of(remote_address: str) -> str:
+    """``host:port`` -> ``host`` (``[v6]:port`` -> ``[v6]``); a client forwarded by a trusted
+    proxy comes without a port (``203.0.113.7``, ``[2001:db8::7]``) and is its own host."""
+    if remote_address.endswith("]"):
+        return remote_address
     host, _, _ = remote_address.rpartition(":")
     return host or remote_address
 

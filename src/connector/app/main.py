@@ -145,6 +145,7 @@ def build_container(effective: Effective) -> Container:
     container.config.from_dict(effective.runtime())
     container.outgoing()  # resolve now: what start-up refuses, it refuses before listening
     container.ledger()  # and so does a store that cannot be opened
+    container.transport()  # and a TLS certificate or key that will not load
     return container
 
 

@@ -27,8 +27,9 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from connector.adapters.websockets_transport import WebsocketsDialer
 from connector.app.config import ConnectorConfig, PeerConfig
-from connector.app.container import Container, build_accounts, build_outgoing
+from connector.app.container import Container, build_accounts, build_outgoing, peer_ca_files
 from connector.app.effective_config import Effective, InvalidConfiguration, load_effective
 from connector.domain.rates import parse_decimal, parse_price
 
@@ -166,6 +167,9 @@ class Reloader:
         for peer in [p for p in node.outgoing if p.peer_id in gone]:
             node.outgoing.remove(peer)
             links.spawn(peer.retire("peer removed or changed by a configuration reload"))
+        dialer = c.dialer()
+        if isinstance(dialer, WebsocketsDialer):
+            dialer.trust(peer_ca_files(values["peers"]))
         dial = [p for p in values["peers"] if p["id"] in set(added) | set(reconnect)]
         for peer in build_outgoing(
             dial, values["node_id"], c.link_context(), c.dialer(), c.secret_store()

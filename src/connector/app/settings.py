@@ -169,6 +169,8 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
         ilp_address=config.ilp_address,
         btp_server_host=config.btp_server.host,
         btp_server_port=config.btp_server.port,
+        btp_server_tls=config.btp_server.tls.model_dump() if config.btp_server.tls else None,
+        trusted_proxies=list(config.btp_server.trusted_proxies),
         asset_code=config.asset.code,
         asset_scale=config.asset.scale,
         min_message_window=config.forwarding.min_message_window_ms / 1000,

@@ -184,6 +184,11 @@ class ServerTransport(Protocol):
         """Where it listens, e.g. ``127.0.0.1:3000``."""
         ...
 
+    @property
+    def tls(self) -> bool:
+        """Whether connections are TLS (``wss://``)."""
+        ...
+
 
 class Dialer(Protocol):
     """Opens outgoing connections (the client side of a transport)."""
