@@ -90,6 +90,16 @@ async def test_migrations_are_versioned_and_balances_survive_a_restart(postgres_
         assert (p.incoming, p.lease_in) == (0, 0)  # no hold, no lease survives a restart
 
 
+async def test_a_database_migrated_by_a_newer_connector_is_refused(postgres_url: str) -> None:
+    async with instance(postgres_url, "a"):
+        pass
+    await table(postgres_url, "INSERT INTO schema_version (version) VALUES (999)")
+    with pytest.raises(ConfigurationError, match="schema is version 999, newer than"):
+        async with instance(postgres_url, "a"):
+            pass
+    await table(postgres_url, "DELETE FROM schema_version WHERE version = 999")
+
+
 async def test_two_instances_sharing_a_peer_never_let_it_exceed_its_maximum_together(
     postgres_url: str,
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -94,3 +95,16 @@ async def test_a_failed_commit_never_lets_a_fulfill_through_and_releases_the_hol
     assert (alice.balance, alice.incoming, bob.balance, bob.outgoing) == (0, 0, 0, 0)
     await asyncio.sleep(0)
     ledger.committer.close()  # type: ignore[union-attr]
+
+
+def test_a_store_written_by_a_newer_connector_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "b.sqlite3"
+    SqliteStore(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO schema_version (version) VALUES (99)")
+    with pytest.raises(ConfigurationError, match="schema is version 99, newer than"):
+        SqliteStore(path)
+    SqliteStore(path.with_name("fresh.sqlite3")).close()  # and the lock was let go
+    with sqlite3.connect(path) as db:
+        db.execute("DELETE FROM schema_version WHERE version = 99")
+    SqliteStore(path).close()

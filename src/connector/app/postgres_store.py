@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 
+from connector.app.schema import newer_schema
 from connector.domain.errors import ConfigurationError
 from connector.domain.ports import LogSink, NullSink
 
@@ -285,9 +286,8 @@ class PostgresStore:
         except Exception as exc:
             if conn is not None:
                 conn.terminate()
-            if isinstance(exc, ConfigurationError):
-                raise
-            raise ConfigurationError(f"store {redact(self._url)}: {_reason(exc)}") from None
+            reason = str(exc) if isinstance(exc, ConfigurationError) else _reason(exc)
+            raise ConfigurationError(f"store {redact(self._url)}: {reason}") from None
         self._conn = conn
         self._wake = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -362,6 +362,7 @@ class PostgresStore:
                 "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
             )
             current = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
+            newer_schema(current, len(MIGRATIONS))
             for version, statement in enumerate(MIGRATIONS[current:], start=current + 1):
                 await conn.execute(statement)
                 await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", version)

@@ -25,6 +25,7 @@ from typing import IO
 from urllib.parse import urlsplit
 
 from connector.app.postgres_store import check_reachable, is_postgres_url, redact
+from connector.app.schema import newer_schema
 from connector.domain.errors import ConfigurationError
 
 #: Batches between checkpoints of the WAL into the database file.
@@ -57,12 +58,16 @@ class SqliteStore:
         except sqlite3.Error as exc:
             self._lock.close()
             raise ConfigurationError(f"store {path}: {exc}") from None
+        except ConfigurationError as exc:
+            self._lock.close()
+            raise ConfigurationError(f"store {path}: {exc}") from None
 
     def _migrate(self) -> None:
         db = self._db
         db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         row = db.execute("SELECT MAX(version) FROM schema_version").fetchone()
         current = row[0] or 0
+        newer_schema(current, len(MIGRATIONS))
         for version, statement in enumerate(MIGRATIONS[current:], start=current + 1):
             db.execute("BEGIN IMMEDIATE")
             db.execute(statement)
