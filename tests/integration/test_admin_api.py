@@ -129,6 +129,7 @@ async def test_the_openapi_document_describes_the_api(admin: Admin) -> None:
         "/rates",
         "/routes",
         "/routes/explain",
+        "/reload",
         "/openapi.json",
     }
 
