@@ -278,3 +278,18 @@ async def test_a_failed_commit_counts_the_credit_it_may_have_used_as_gone() -> N
     p = ledger.position("alice")
     # The store may have applied it: the credit is not used again before a renewal says so.
     assert (p.balance, p.incoming, p.lease_in) == (0, 0, lease - 10)
+
+
+async def test_a_maximum_lowered_by_a_reload_applies_at_once_despite_the_lease() -> None:
+    store, clock = FakeStore(10_000), Clock()
+    ledger = ledger_with(store, clock)
+    old = Account.of("alice", Relation.CHILD, balance_maximum=10_000)
+    waiting = ledger.hold_incoming(old, 100, refuse)
+    store.grant()
+    await settle()
+    assert waiting.result() is None
+    assert ledger.position("alice").lease_in > 150  # room under the old maximum
+    lowered = Account.of("alice", Relation.CHILD, balance_maximum=50)
+    assert ledger.hold_incoming(lowered, 50, refuse) is False  # 100 held + 50 > 50
+    raised = Account.of("alice", Relation.CHILD, balance_maximum=10_000, balance_minimum=-10)
+    assert ledger.hold_outgoing(raised, 11, refuse) is False  # and the minimum likewise

@@ -90,15 +90,17 @@ class Ledger:
         p = self.position(account.id)
         maximum = account.balance_maximum
         if maximum is not None:
+            # First against this instance's own view, also with leases: a lease granted under a
+            # higher maximum (before a reload lowered it) must not let the peer past the new one.
+            if p.balance + p.incoming + amount > maximum:
+                p.refused_incoming += 1
+                return False
             leases = self.leases
             if leases is not None:
                 if leases.take(p, True, amount):
                     return True
                 assert claimant is not None
                 return leases.wait(account, p, True, amount, claimant, token)
-            if p.balance + p.incoming + amount > maximum:
-                p.refused_incoming += 1
-                return False
         p.incoming += amount
         return True
 
@@ -110,15 +112,15 @@ class Ledger:
         p = self.position(account.id)
         minimum = account.balance_minimum
         if minimum is not None:
+            if p.balance - p.outgoing - amount < minimum:  # as above
+                p.refused_outgoing += 1
+                return False
             leases = self.leases
             if leases is not None:
                 if leases.take(p, False, amount):
                     return True
                 assert claimant is not None
                 return leases.wait(account, p, False, amount, claimant, token)
-            if p.balance - p.outgoing - amount < minimum:
-                p.refused_outgoing += 1
-                return False
         p.outgoing += amount
         return True
 
