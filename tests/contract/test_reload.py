@@ -134,7 +134,10 @@ async def test_peers_added_removed_and_changed_while_the_others_keep_their_sessi
         "changed": ["alice"],
         "reconnected": [],
         "restartRequired": [],
-        "warnings": [],
+        "warnings": [
+            "peer 'bob' was removed with a balance of 0 (holds +0/-10): it stays in the store "
+            "until the peer is configured again and settled"
+        ],
     }
     assert node.log.events("config_reloaded")
 
@@ -193,6 +196,8 @@ async def test_routes_prices_and_keys_that_need_a_restart(node: Node) -> None:
     answer = await node.reloader.reload("test")
     assert answer["status"] == "reloaded"
     assert answer["restartRequired"] == ["node_id", "btp_server"]
+    again = await node.reloader.reload("test")  # still not applied: still named
+    assert again["restartRequired"] == ["node_id", "btp_server"]
     await forward_one(node, alice, bob, "test.elsewhere.x")  # the new static route
     prices = node.container.rate_book().prices()
     assert sorted(prices) == ["GBP", "USD"]  # EUR was the file's: gone with it

@@ -128,3 +128,25 @@ async def test_sighup_never_kills_the_process_even_with_nothing_to_reload() -> N
             assert (await alice.recv_reply())[0] == request_id
         node.signal(signal.SIGTERM)
         assert await node.wait() == 0
+
+
+async def test_sighup_while_draining_neither_kills_nor_reloads() -> None:
+    secrets = {"BTP_PEER_ALICE_SECRET": "a-secret-1", "BTP_PEER_BOB_SECRET": "b-secret-2"}
+    async with connector_process(**secrets) as node:
+        async with BtpClient.connect(node.port) as alice, BtpClient.connect(node.port) as bob:
+            assert isinstance(await alice.authenticate("alice", "a-secret-1"), frames.Response)
+            assert isinstance(await bob.authenticate("bob", "b-secret-2"), frames.Response)
+            request_id = await alice.send_prepare(make_prepare(destination="test.connector.bob"))
+            held = await bob.recv_frame()  # bob holds it while the node drains
+            assert isinstance(held, frames.Message)
+            node.signal(signal.SIGTERM)
+            await node.wait_for("btp_server_shutdown")
+            node.signal(signal.SIGHUP)
+            (failed,) = await node.wait_for("config_reload_failed")
+            assert "stopping" in failed["problems"][0]
+            answer = Reject("F99", "test.connector.bob", "still here", b"")
+            await bob.ws.send(
+                frames.encode(frames.ilp_response(held.request_id, codec.encode(answer)))
+            )
+            assert await alice.recv_reply() == (request_id, answer)
+        assert await node.wait() == 0

@@ -49,6 +49,10 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
             ["CONNECTOR_MAX_FRAME_SIZE='5': must be greater than or equal to 40000"],
         ),
         ({"BTP_PEER_BOB_SECRET": ""}, ["BTP_PEER_BOB_SECRET is not set (needed to dial"]),
+        (
+            {"CONNECTOR_STORE_URL": "postgresq://admin:hunter2@db/x"},
+            ["CONNECTOR_STORE_URL='postgresq://admin:***@db/x': use memory://"],
+        ),
     ],
 )
 def test_check_config_and_start_up_agree(env: dict[str, str], expected: list[str]) -> None:
@@ -60,6 +64,7 @@ def test_check_config_and_start_up_agree(env: dict[str, str], expected: list[str
         assert text in checked.stdout
         assert text in started.stderr
     for output in (checked.stdout, started.stderr):
+        assert "hunter2" not in output
         assert "pydantic" not in output
         assert "https://" not in output  # no library documentation URL
         assert "Traceback" not in output
@@ -155,3 +160,20 @@ def test_a_certificate_that_will_not_load_is_refused_alike(tmp_path: Path) -> No
     assert problem in checked.stdout
     assert problem in started.stderr
     assert "listen: wss://0.0.0.0:3000" in checked.stdout
+
+
+def test_required_peers_must_be_configured_peers(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("peers: [{id: a, relation: child}]\nhealth: {require_peers: [a, nobody]}\n")
+    with pytest.raises(InvalidConfiguration) as raised:
+        load_effective({}, path, FakeSecretStore({"a": "s"}))
+    assert raised.value.problems == [
+        f"{path}: health.require_peers.1: 'nobody' is not a configured peer"
+    ]
+
+
+def test_check_config_names_the_variable_as_it_was_spelled() -> None:
+    env = {"BTP_PEER_ALICE_SECRET": "a", "BTP_PEER_BOB_SECRET": "b"}
+    code, lines = check(EXAMPLE, {**env, "CONNECTOR_BTP_SERVER_PORT": "4556"})
+    assert code == 0, lines
+    assert any("listen: ws://0.0.0.0:4556 (from CONNECTOR_BTP_SERVER_PORT)" in x for x in lines)

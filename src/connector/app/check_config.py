@@ -26,7 +26,8 @@ from connector.app.effective_config import (
 )
 from connector.app.postgres_store import default_instance, is_postgres_url, redact
 from connector.app.rates_source import shown_url
-from connector.app.store import store_problem
+from connector.app.store import check_store_url, store_problem
+from connector.domain.errors import ConfigurationError
 
 
 class Report(NamedTuple):
@@ -72,6 +73,14 @@ def check(path: Path | None, environ: Mapping[str, str] | None = None) -> Report
     return Report(EXIT_OK, lines)
 
 
+def _valid_url(url: str) -> bool:
+    try:
+        check_store_url(url)
+    except ConfigurationError:
+        return False
+    return True
+
+
 def _report(
     effective: Effective, secrets: EnvSecretStore, lines: list[str], admin_token: bool
 ) -> tuple[list[str], bool]:
@@ -103,7 +112,8 @@ def _report(
         f"CONNECTOR_ADMIN_TOKEN: {'set' if admin_token else 'not set (the admin API stays off)'}"
     )
     store = store_problem(store_url)
-    unreachable = store is not None and is_postgres_url(store_url)
+    # start-up exits 1 only for a valid URL of a database it cannot reach now
+    unreachable = store is not None and is_postgres_url(store_url) and _valid_url(store_url)
     if store is not None:
         problems.append(store)
     if effective.file is None:

@@ -260,7 +260,9 @@ class ConnectorConfig(_Strict):
 
     @model_validator(mode="after")
     def _references(self) -> ConnectorConfig:
-        problems = reference_problems([p.id for p in self.peers], [r.peer for r in self.routes])
+        problems = reference_problems(
+            [p.id for p in self.peers], [r.peer for r in self.routes], self.health.require_peers
+        )
         if problems:
             raise ValueError("\n".join(problems))
         return self

@@ -31,6 +31,7 @@ from connector.app.admin import AdminApi
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.config import PeerConfig, RateLimitConfig, RatesConfig, RouteConfig, TlsConfig
+from connector.app.link import retire_limit
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
 from connector.app.node import ConnectorNode
@@ -379,6 +380,7 @@ class Container(containers.DeclarativeContainer):
         shutdown_timeout=config.shutdown_timeout,
         max_connections=config.max_connections,
         max_pending_per_host=config.max_pending_per_host,
+        retire_limit=providers.Callable(retire_limit, config.max_hold_time),
     )
     metrics = providers.Singleton(Metrics, ledger=ledger)
     link_context = providers.Singleton(

@@ -11,7 +11,7 @@ later), while everyone else can.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +60,12 @@ class Effective:
         """What the container is built from."""
         return runtime_config(self.settings, self.file)
 
+    #: Each setting the environment set: the variable that set it, as spelled there.
+    sources: Mapping[str, str] = field(default_factory=dict)
+
     def overridden(self) -> dict[str, str]:
         """File keys the environment beats: key -> the variable that beats it."""
-        given = self.settings.model_fields_set
-        names = {field: name for name, field in VARIABLES.items()}
-        shown = {"btp_server_host": "BTP_SERVER_HOST", "btp_server_port": "BTP_SERVER_PORT"}
-        names.update(shown)
-        return {
-            key: names[field]
-            for field, key in OVERRIDES
-            if field in given and getattr(self.settings, field) is not None
-        }
+        return {key: self.sources[name] for name, key in OVERRIDES if name in self.sources}
 
 
 def load_effective(
@@ -107,7 +102,8 @@ def load_effective(
     errors.extend(tls_problems(config))
     if errors and not keep_going:
         raise InvalidConfiguration(errors)
-    return Effective(settings, path, file, config, tuple(warnings), tuple(errors))
+    sources = {VARIABLES[name]: name for name in VARIABLES if environ.get(name)}
+    return Effective(settings, path, file, config, tuple(warnings), tuple(errors), sources)
 
 
 def _path(environ: Mapping[str, str]) -> Path | None:

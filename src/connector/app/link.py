@@ -85,6 +85,9 @@ class ServerLimits:
     #: Connections from one host still in their handshake or not authenticated yet, at most.
     max_pending_per_host: int = 32
     max_connections: int = 1000
+    #: How long a link we close ourselves waits for the Prepares in flight on it, either way:
+    #: at least the longest a next hop may hold one (``max_hold_time``) and a margin.
+    retire_limit: float = 60.0
 
 
 @dataclass(slots=True)
@@ -103,9 +106,14 @@ class LinkContext:
     debug: bool = False
 
 
-#: The longest a retiring link waits for what is in flight (forwarded Prepares are answered by
-#: their outgoing expiry, at most ``forwarding.max_hold_time_ms`` away, 30 s by default).
+#: The shortest a retiring link waits for what is in flight (forwarded Prepares are answered by
+#: their outgoing expiry, at most ``forwarding.max_hold_time_ms`` away, 30 s by default): with a
+#: longer hold time, ``ServerLimits.retire_limit`` is that and a margin (``retire_limit``).
 RETIRE_LIMIT = 60.0
+
+
+def retire_limit(max_hold_time: float) -> float:
+    return max(RETIRE_LIMIT, max_hold_time + 5.0)
 
 
 class _PipelineOrigin:
@@ -212,10 +220,10 @@ class BtpLink:
         (T03), but those in flight keep going and get their real answers, and our own requests
         on this link get the peer's (a next hop may fulfill what it was sent: answering T03
         upstream instead would lose that value). Bounded: the sweep answers what expires, and
-        after ``RETIRE_LIMIT`` whatever is left gets T03 and the link closes."""
+        after ``limits.retire_limit`` whatever is left gets T03 and the link closes."""
         if self._close is not None or self._retiring is not None:
             return
-        self._retiring = (code, reason, self._monotonic() + RETIRE_LIMIT)
+        self._retiring = (code, reason, self._monotonic() + self.ctx.limits.retire_limit)
         self.log.info(
             "btp_connection_retiring",
             reason=reason,

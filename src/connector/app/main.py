@@ -48,18 +48,21 @@ async def serve(container: Container, reloader: Reloader | None = None) -> None:
     node = container.node()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    # Installed before anything starts and removed only once everything stopped: a signal's
+    # default action would kill the process mid-start or mid-drain, losing what is in flight.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _stop_on, sig, stop, log)
     reloads: set[asyncio.Task[Any]] = set()
-    if reloader is not None:
 
-        def hangup() -> None:
-            log.info("signal_received", signal="SIGHUP")
-            task = loop.create_task(reloader.reload("SIGHUP"))
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
+    def hangup() -> None:
+        log.info("signal_received", signal="SIGHUP")
+        if reloader is None:
+            return
+        task = loop.create_task(reloader.reload("SIGHUP"))  # it refuses unless running
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
 
-        loop.add_signal_handler(signal.SIGHUP, hangup)
+    loop.add_signal_handler(signal.SIGHUP, hangup)
     store = container.secret_store()
     configured: list[str] = store.configured_peers() if isinstance(store, EnvSecretStore) else []
     log.info("connector_starting", secretsInEnvironment=len(configured))
@@ -85,8 +88,6 @@ async def serve(container: Container, reloader: Reloader | None = None) -> None:
         gc.freeze()
         await stop.wait()
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
         for task in list(reloads):  # a reload is synchronous once its file is read
             await task
         # Each step on its own: one that fails must not skip the store's close.
@@ -99,8 +100,10 @@ async def serve(container: Container, reloader: Reloader | None = None) -> None:
             if admin is not None:
                 with contextlib.suppress(Exception):
                     await admin.stop()
-        if opened:
-            await close_store(ledger)
+            if opened:
+                await close_store(ledger)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
 
 
 def _stop_on(sig: signal.Signals, stop: asyncio.Event, log: LogSink) -> None:

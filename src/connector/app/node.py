@@ -57,6 +57,11 @@ class ConnectorNode:
         metrics.watch(self._peer_state)
 
     @property
+    def running(self) -> bool:
+        """Started and not stopping: what a reload needs."""
+        return self._started and not self._stopping
+
+    @property
     def state(self) -> str:
         """``starting`` until listening with every outgoing peer tried, ``waiting`` while a
         required peer is not connected, then ``ready``; ``stopping`` from the first moment of

@@ -174,7 +174,7 @@ def redact(url: str) -> str:
     """``url`` without its password, for logs and ``--check-config``: the user-info's (up to
     the last ``@`` before the query, so a raw ``/`` or ``@`` in it hides nothing) and any
     ``password=`` or ``sslpassword=`` parameter."""
-    if not is_postgres_url(url):
+    if "://" not in url:  # any scheme: a mistyped one (postgresq://) has its password too
         return url
     scheme, _, rest = url.partition("://")
     address, question, query = rest.partition("?")

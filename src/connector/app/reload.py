@@ -75,6 +75,8 @@ class Reloader:
     ) -> None:
         self._container = container
         self.effective = effective
+        #: What the process was built from: keys that need a restart compare against it.
+        self._running = effective
         self._environ = os.environ if environ is None else environ
         self._lock = asyncio.Lock()
         self._on_reload = on_reload
@@ -96,6 +98,10 @@ class Reloader:
     def _reload(self, trigger: str) -> dict[str, Any]:
         log = self._container.log()
         current = self.effective
+        if not self._container.node().running:
+            problems = ["the node is starting or stopping: nothing is reloaded"]
+            log.warning("config_reload_failed", trigger=trigger, problems=problems)
+            return {"status": "invalid", "problems": problems}
         if current.file is None:
             problems = ["no configuration file: open mode has nothing to reload"]
             log.warning("config_reload_failed", trigger=trigger, problems=problems)
@@ -106,7 +112,8 @@ class Reloader:
             log.warning("config_reload_failed", trigger=trigger, problems=exc.problems)
             return {"status": "invalid", "problems": exc.problems}
         old_config, new_config = current.config, new.config
-        restart = [k for k in RESTART_KEYS if _value(old_config, k) != _value(new_config, k)]
+        running = self._running.config
+        restart = [k for k in RESTART_KEYS if _value(running, k) != _value(new_config, k)]
         old_peers = {p.id: p for p in old_config.peers}
         new_peers = {p.id: p for p in new_config.peers}
         added = sorted(new_peers.keys() - old_peers.keys())
@@ -115,6 +122,7 @@ class Reloader:
         reconnect = sorted(p for p in kept if _reconnects(old_peers[p], new_peers[p]))
         changed = sorted(p for p in kept if old_peers[p] != new_peers[p] and p not in reconnect)
         self._apply(new, removed, reconnect, added)
+        warnings = [*new.warnings, *self._leftovers(removed)]
         self.effective = new
         self.reloads += 1
         if self._on_reload is not None:
@@ -126,36 +134,44 @@ class Reloader:
             "changed": changed,
             "reconnected": reconnect,
             "restartRequired": restart,
-            "warnings": list(new.warnings),
+            "warnings": warnings,
         }
         log.info(
             "config_reloaded",
             trigger=trigger,
             **{k: v for k, v in answer.items() if k != "status"},
         )
-        for warning in new.warnings:
+        for warning in warnings:
             log.warning("config_warning", problem=warning)
         return answer
 
     def _apply(
         self, new: Effective, removed: list[str], reconnect: list[str], added: list[str]
     ) -> None:
-        """Everything here is synchronous: no packet sees half of a reload."""
+        """What can fail is built first (accounts, CA files, the peers to dial: their files
+        may have changed since they were checked); then everything is swapped in, synchronously,
+        so no packet sees half of a reload."""
         c = self._container
         accounts = c.accounts()
+        node = c.node()
         values = new.runtime()
-        accounts.replace(
-            build_accounts(
-                accounts.ilp_address,
-                values["peers"],
-                values["routes"],
-                accounts.asset,
-                False,
-                values["rate_limit"],
-            )
+        new_accounts = build_accounts(
+            accounts.ilp_address,
+            values["peers"],
+            values["routes"],
+            accounts.asset,
+            False,
+            values["rate_limit"],
         )
-        clock = c.clock()
-        c.route_exchange().reconfigure(clock.monotonic())
+        dialer = c.dialer()
+        if isinstance(dialer, WebsocketsDialer):
+            dialer.trust(peer_ca_files(values["peers"]))  # all or nothing
+        dial = [p for p in values["peers"] if p["id"] in set(added) | set(reconnect)]
+        # the node's own id, not a new one in the file: that needs a restart
+        starting = build_outgoing(dial, node.node_id, c.link_context(), dialer, c.secret_store())
+
+        accounts.replace(new_accounts)
+        c.route_exchange().reconfigure(c.clock().monotonic())
         rates = new.config.rates
         c.rate_book().reconfigure(
             {code: parse_price(p) for code, p in rates.prices.items()}, parse_decimal(rates.spread)
@@ -163,18 +179,26 @@ class Reloader:
         gone = set(removed) | set(reconnect)
         links = c.links()
         links.reconfigure(accounts, gone, "peer removed or changed by a configuration reload")
-        node = c.node()
         for peer in [p for p in node.outgoing if p.peer_id in gone]:
             node.outgoing.remove(peer)
             links.spawn(peer.retire("peer removed or changed by a configuration reload"))
-        dialer = c.dialer()
-        if isinstance(dialer, WebsocketsDialer):
-            dialer.trust(peer_ca_files(values["peers"]))
-        dial = [p for p in values["peers"] if p["id"] in set(added) | set(reconnect)]
-        for peer in build_outgoing(
-            dial, values["node_id"], c.link_context(), c.dialer(), c.secret_store()
-        ):
+        for peer in starting:
             peer.tried.set()  # readiness waits for the peers of start-up only
             node.outgoing.append(peer)
             peer.start()
         node.required_peers = tuple(new.config.health.require_peers)
+
+    def _leftovers(self, removed: list[str]) -> list[str]:
+        """Warnings for removed peers that still have a balance or holds: the store keeps the
+        balance, and adding the peer back finds it."""
+        ledger = self._container.ledger()
+        warnings = []
+        for peer_id in removed:
+            p = ledger.find(peer_id)
+            if p is not None and (p.balance or p.incoming or p.outgoing):
+                warnings.append(
+                    f"peer {peer_id!r} was removed with a balance of {p.balance} "
+                    f"(holds +{p.incoming}/-{p.outgoing}): it stays in the store until the "
+                    "peer is configured again and settled"
+                )
+        return warnings

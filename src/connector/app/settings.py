@@ -19,6 +19,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from connector.app.config import ConnectorConfig, readable, valid_ilp_address, valid_node_id
+from connector.app.postgres_store import redact
+from connector.app.store import STORE_URLS, check_store_url
+from connector.domain.errors import ConfigurationError
 
 #: The largest legal ILP packet is about 34 KB (32767 bytes of data, a 1023-byte address); a
 #: frame of 256 KiB leaves room for extra protocol data while bounding memory per message.
@@ -60,6 +63,16 @@ class Settings(BaseModel):
     _address = field_validator("ilp_address")(valid_ilp_address)
     _node_id = field_validator("node_id")(valid_node_id)
 
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                check_store_url(value)
+            except ConfigurationError:
+                raise ValueError(STORE_URLS) from None
+        return value
+
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
         """The settings ``environ`` sets; ``EnvironmentProblems`` lists every problem at once.
@@ -89,7 +102,8 @@ class Settings(BaseModel):
             for error in exc.errors():
                 field = str(error["loc"][0]) if error["loc"] else ""
                 name = source.get(field, field)
-                problems.append(f"{name}={environ.get(name, '')!r}: {readable(error)}")
+                shown = redact(environ.get(name, ""))  # a URL's password never
+                problems.append(f"{name}={shown!r}: {readable(error)}")
         if problems:
             raise EnvironmentProblems(problems)
         return settings
