@@ -97,8 +97,8 @@ class AddressFromParent:
         if request_id != self._asking:
             return
         self._asking = None
-        if not self._running or self.address is not None:
-            return
+        if not self._running or self.address is not None or self._links.draining:
+            return  # a shutdown's T03 is no failure to retry
         error = self._learn(reply)
         if error is None:
             return
