@@ -8,7 +8,7 @@ import pytest
 
 from connector.app.config import ConnectorConfig, load_config
 from connector.app.container import build_accounts
-from connector.app.settings import Settings, runtime_config
+from connector.app.settings import Settings, effective_file, runtime_config
 from connector.domain.accounts import Account, Accounts, Asset, Relation
 from connector.domain.errors import ConfigurationError
 
@@ -88,7 +88,33 @@ def test_a_missing_file_is_named(tmp_path: Path) -> None:
 def test_an_empty_file_means_defaults(tmp_path: Path) -> None:
     path = tmp_path / "empty.yaml"
     path.write_text("")
-    assert load_config(path).ilp_address == "test.connector"
+    file = load_config(path)
+    assert file.ilp_address is None  # not configured: the effective default is decided later
+    assert effective_file(Settings(), file).ilp_address == "test.connector"
+
+
+def test_no_address_and_a_parent_means_asking_the_first_parent_over_ildcp() -> None:
+    peers = [
+        {"id": "kid", "relation": "child"},
+        {"id": "up", "relation": "parent", "url": "ws://up.example"},
+        {"id": "up2", "relation": "parent"},
+    ]
+    file = ConnectorConfig.model_validate({"peers": peers})
+    values = runtime_config(Settings(), file)
+    assert (values["ilp_address"], values["ildcp_parent"]) == ("", "up")
+    assert effective_file(Settings(), file).ilp_address is None
+    # an address configured always wins, in the file or in the environment
+    configured = ConnectorConfig.model_validate({"ilp_address": "test.me", "peers": peers})
+    values = runtime_config(Settings(), configured)
+    assert (values["ilp_address"], values["ildcp_parent"]) == ("test.me", None)
+    env = Settings.from_environment({"CONNECTOR_ILP_ADDRESS": "test.env"})
+    values = runtime_config(env, file)
+    assert (values["ilp_address"], values["ildcp_parent"]) == ("test.env", None)
+    # no parent: the default address, as before
+    alone = ConnectorConfig.model_validate({"peers": peers[:1]})
+    values = runtime_config(Settings(), alone)
+    assert (values["ilp_address"], values["ildcp_parent"]) == ("test.connector", None)
+    assert runtime_config(Settings(), None)["ilp_address"] == "test.connector"
 
 
 def test_environment_variables_that_are_set_override_the_file() -> None:

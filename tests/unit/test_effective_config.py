@@ -177,3 +177,24 @@ def test_check_config_names_the_variable_as_it_was_spelled() -> None:
     code, lines = check(EXAMPLE, {**env, "CONNECTOR_BTP_SERVER_PORT": "4556"})
     assert code == 0, lines
     assert any("listen: ws://0.0.0.0:4556 (from CONNECTOR_BTP_SERVER_PORT)" in x for x in lines)
+
+
+def test_check_config_shows_an_address_to_come_from_the_parent(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "node_id: c\n"
+        "peers:\n"
+        "  - {id: kid, relation: child}\n"
+        "  - {id: up, relation: parent}\n"
+        "  - {id: up2, relation: parent}\n"
+    )
+    env = {"BTP_PEER_KID_SECRET": "k", "BTP_PEER_UP_SECRET": "u", "BTP_PEER_UP2_SECRET": "v"}
+    code, lines = check(path, env)
+    text = "\n".join(lines)
+    assert code == 0, text
+    assert "address: (from parent up over IL-DCP)" in text
+    assert "<up's answer>.kid" in text
+    code, lines = check(path, {**env, "CONNECTOR_ILP_ADDRESS": "test.env"})
+    text = "\n".join(lines)
+    assert "address: test.env (from CONNECTOR_ILP_ADDRESS)" in text
+    assert "test.env.kid" in text

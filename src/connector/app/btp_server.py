@@ -72,7 +72,7 @@ class BtpServer:
             "btp_server_started",
             address=self.transport.address,
             tls=self.transport.tls,
-            ilpAddress=self.ctx.ilp_address,
+            ilpAddress=self.ctx.ilp_address or None,  # None: still to come from the parent
             authTimeout=self.limits.auth_timeout,
             maxInFlight=self.limits.max_in_flight,
         )

@@ -26,6 +26,7 @@ from connector.app.effective_config import (
 )
 from connector.app.postgres_store import default_instance, is_postgres_url, redact
 from connector.app.rates_source import shown_url
+from connector.app.settings import ildcp_parent
 from connector.app.store import check_store_url, store_problem
 from connector.domain.errors import ConfigurationError
 
@@ -93,9 +94,11 @@ def _report(
         return f" (from {beats[key]})" if key in beats else ""
 
     problems = []
+    parent = ildcp_parent(config)
+    address = config.ilp_address or f"(from parent {parent} over IL-DCP)"
     lines.append(
         f"node: {config.node_id}{env('node_id')}  "
-        f"address: {config.ilp_address}{env('ilp_address')}  "
+        f"address: {address}{env('ilp_address')}  "
         f"listen: {'wss' if config.btp_server.tls else 'ws'}://"
         f"{config.btp_server.host}:{config.btp_server.port}"
         f"{env('btp_server.host')}{env('btp_server.port')}  "
@@ -166,7 +169,8 @@ def _report(
                 f"  warning: no price for {code}: packets between {code} and other assets get "
                 "T00 until one is set (rates.prices or PUT /rates)"
             )
-    routes = [(f"{config.ilp_address}.{p.id}", p.id) for p in config.peers if p.relation == "child"]
+    here = config.ilp_address or f"<{parent}'s answer>"
+    routes = [(f"{here}.{p.id}", p.id) for p in config.peers if p.relation == "child"]
     parents = [p.id for p in config.peers if p.relation == "parent"]
     routes += [("(default)", parents[0])] if parents else []
     routes += [(r.prefix or "(default)", r.peer) for r in config.routes]

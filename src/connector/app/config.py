@@ -23,8 +23,8 @@ from connector.domain.oer import UINT64_MAX
 from connector.domain.rates import parse_decimal, parse_price, valid_asset_code
 
 
-def valid_ilp_address(value: str) -> str:
-    if not is_valid_address(value):
+def valid_ilp_address(value: str | None) -> str | None:
+    if value is not None and not is_valid_address(value):
         raise ValueError("is not a valid ILP address (RFC-0015)")
     return value
 
@@ -241,7 +241,9 @@ class HealthConfig(_Strict):
 
 class ConnectorConfig(_Strict):
     node_id: str = "connector"
-    ilp_address: str = "test.connector"
+    #: None: not configured. The node then asks its first parent over IL-DCP, or, with no
+    #: parent, is ``test.connector`` (``settings.effective_file`` decides).
+    ilp_address: str | None = None
     btp_server: BtpServerConfig = BtpServerConfig()
     asset: AssetConfig = AssetConfig()
     forwarding: ForwardingConfig = ForwardingConfig()

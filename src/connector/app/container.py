@@ -31,6 +31,7 @@ from connector.app.admin import AdminApi
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.config import PeerConfig, RateLimitConfig, RatesConfig, RouteConfig, TlsConfig
+from connector.app.ildcp_client import AddressFromParent
 from connector.app.link import retire_limit
 from connector.app.links import LinkContext, Links, ServerLimits
 from connector.app.metrics import Metrics
@@ -235,6 +236,15 @@ def build_steps(
     ]
 
 
+def build_ildcp(
+    parent: str | None, accounts: Accounts, links: Links, clock: Clock, log: LogSink
+) -> AddressFromParent | None:
+    """With no address configured and a parent, the node asks the parent for one."""
+    if parent is None:
+        return None
+    return AddressFromParent(parent, accounts, links, clock, log, links.spawn)
+
+
 def build_server_tls(tls: dict[str, Any] | None) -> ssl.SSLContext | None:
     """``btp_server.tls``'s context; a file that will not load stops start-up."""
     if tls is None:
@@ -414,6 +424,14 @@ class Container(containers.DeclarativeContainer):
         ilp_address=config.ilp_address,
         spawn=links.provided.spawn,
     )
+    ildcp = providers.Singleton(
+        build_ildcp,
+        parent=config.ildcp_parent,
+        accounts=accounts,
+        links=links,
+        clock=clock,
+        log=log,
+    )
     node = providers.Singleton(
         ConnectorNode,
         routing=route_broadcaster,
@@ -426,6 +444,7 @@ class Container(containers.DeclarativeContainer):
         node_id=config.node_id,
         required_peers=config.require_peers,
         open_peers=providers.Callable(open_peers, accounts=accounts, secrets=secret_store),
+        ildcp=ildcp,
     )
 
     admin = providers.Singleton(

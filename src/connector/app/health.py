@@ -37,7 +37,7 @@ class Health:
 
     def ready(self) -> tuple[int, dict[str, Any]]:
         status = self._status()
-        body = {
+        body: dict[str, Any] = {
             "status": status.state,
             "nodeId": status.node_id,
             "ilpAddress": status.ilp_address,

@@ -45,6 +45,10 @@ class Links:
         self.draining = False
         self._idle: asyncio.Event | None = None
 
+    def set_ilp_address(self, address: str) -> None:
+        """The node's address became known (IL-DCP): the Rejects made here carry it."""
+        self._address = address
+
     # --- membership -----------------------------------------------------------------------
 
     def on_change(self, listener: Callable[[str, bool], None]) -> None:

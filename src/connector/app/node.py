@@ -12,10 +12,12 @@ from collections.abc import Iterable, Sequence
 from connector.app.btp_client import OutgoingPeer
 from connector.app.btp_server import BtpServer
 from connector.app.health import Health
+from connector.app.ildcp_client import AddressFromParent
 from connector.app.metrics import Metrics
 from connector.app.routing import RouteBroadcaster
 from connector.app.status import NodeStatus, PeerStatus
 from connector.domain.accounts import Accounts
+from connector.domain.forwarding import AddressPending
 from connector.domain.ports import LogSink
 from connector.domain.routing import Routes
 
@@ -33,6 +35,7 @@ class ConnectorNode:
         routing: RouteBroadcaster | None = None,
         required_peers: Sequence[str] = (),
         open_peers: Iterable[str] = (),
+        ildcp: AddressFromParent | None = None,
     ) -> None:
         self.server = server
         self.outgoing = outgoing
@@ -55,6 +58,12 @@ class ConnectorNode:
                 self._links.on_change(self._peer_changed)
         self.metrics = metrics
         metrics.watch(self._peer_state)
+        #: With no address configured: the parent we ask; until it answers, every Prepare
+        #: gets T00 (``AddressPending``) and readiness waits.
+        self.ildcp = ildcp
+        if ildcp is not None:
+            server.ctx.pipeline.hold(AddressPending())
+            ildcp.on_known = self.set_ilp_address
 
     @property
     def running(self) -> bool:
@@ -74,7 +83,24 @@ class ConnectorNode:
 
     def waiting_for(self) -> tuple[str, ...]:
         is_connected = self._links.is_connected
-        return tuple(f"peer {p}" for p in self.required_peers if not is_connected(p))
+        reasons = tuple(f"peer {p}" for p in self.required_peers if not is_connected(p))
+        if self.ildcp is not None and self.ildcp.address is None:
+            reasons += (f"ilp address from parent {self.ildcp.parent}",)
+        return reasons
+
+    def set_ilp_address(self, address: str) -> None:
+        """The address became known (IL-DCP): everything that captured it at construction takes
+        it, the pipeline last, since that ends its hold: no Prepare is forwarded, and no child
+        gets an address, before every part of the node has ours."""
+        self.accounts.set_ilp_address(address)
+        ctx = self.server.ctx
+        ctx.ilp_address = address
+        self._links.set_ilp_address(address)
+        if self.routing is not None:
+            self.routing.set_ilp_address(address)
+        else:
+            self.routes.replace(self.accounts.routing_table(self._links.connected_peers()))
+        ctx.pipeline.set_ilp_address(address)
 
     def known_peers(self) -> list[str]:
         """Configured peers; in open mode also those with a secret and any connected now."""
@@ -102,7 +128,7 @@ class ConnectorNode:
         return NodeStatus(
             self.state,
             self.node_id,
-            self.accounts.ilp_address,
+            self.accounts.ilp_address or None,
             tuple(peers),
             self.waiting_for() if self._started and not self._stopping else (),
         )
@@ -123,11 +149,13 @@ class ConnectorNode:
         if self.routing is not None:
             self.routing.start()
         self._started = True
+        if self.ildcp is not None:
+            self.ildcp.start()  # asks as soon as a link to the parent is authenticated
         for peer in self.outgoing:
             peer.start()
         self.log.info(
             "connector_started",
-            ilpAddress=self.accounts.ilp_address,
+            ilpAddress=self.accounts.ilp_address or None,
             peers=len(self.known_peers()),
             dialing=[p.peer_id for p in self.outgoing],
             routes=len(self.routes.table),
@@ -139,5 +167,7 @@ class ConnectorNode:
         await self.server.shutdown()
         if self.routing is not None:
             self.routing.stop()
+        if self.ildcp is not None:
+            self.ildcp.stop()
         for peer in self.outgoing:
             await peer.stop()

@@ -48,6 +48,12 @@ class RouteBroadcaster:
         links.on_attach(self._attached)
         links.on_change(self._changed)
 
+    def set_ilp_address(self, address: str) -> None:
+        """The node's address became known (IL-DCP): our routes and our children's appear and
+        go out to the peers."""
+        self._pipeline.set_ilp_address(address)
+        self.exchange.set_address(address, self._clock.monotonic())
+
     def start(self) -> None:
         self._running = True
         self._wake()

@@ -34,7 +34,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=True)
 
     node_id: str = Field("connector", description="appears as nodeId in every log line")
-    ilp_address: str = Field("test.connector", description="this node's ILP address")
+    ilp_address: str | None = Field(None, description="this node's ILP address")
     # A connector in a container listens on all interfaces.
     btp_server_host: str = "0.0.0.0"  # noqa: S104
     btp_server_port: int = Field(3000, ge=0, le=65535)
@@ -159,7 +159,23 @@ def effective_file(settings: Settings, file: ConnectorConfig | None) -> Connecto
         top["node_id"] = settings.node_id
     if "ilp_address" in given:
         top["ilp_address"] = settings.ilp_address
-    return base.model_copy(update=top)
+    config = base.model_copy(update=top)
+    if config.ilp_address is None and ildcp_parent(config) is None:
+        # Nobody to ask: the default address. With a parent it stays None: asked over IL-DCP.
+        return config.model_copy(update={"ilp_address": DEFAULT_ILP_ADDRESS})
+    return config
+
+
+#: The address of a node with none configured and no parent to ask.
+DEFAULT_ILP_ADDRESS = "test.connector"
+
+
+def ildcp_parent(config: ConnectorConfig) -> str | None:
+    """The parent the node asks for its address over IL-DCP: the first in file order, and only
+    when no address is configured (neither ``ilp_address`` nor ``CONNECTOR_ILP_ADDRESS``)."""
+    if config.ilp_address is not None:
+        return None
+    return next((p.id for p in config.peers if p.relation == "parent"), None)
 
 
 #: Which variable beats which key, for reports: (setting, key in the file).
@@ -180,7 +196,8 @@ def runtime_config(settings: Settings, file: ConnectorConfig | None) -> dict[str
     values = settings.model_dump()
     values.update(
         node_id=config.node_id,
-        ilp_address=config.ilp_address,
+        ilp_address=config.ilp_address or "",  # "": not known yet, asked of ildcp_parent
+        ildcp_parent=ildcp_parent(config),
         btp_server_host=config.btp_server.host,
         btp_server_port=config.btp_server.port,
         btp_server_tls=config.btp_server.tls.model_dump() if config.btp_server.tls else None,

@@ -23,7 +23,8 @@ class NodeStatus:
 
     state: str  # "starting", "waiting", "ready" or "stopping"
     node_id: str
-    ilp_address: str
+    ilp_address: str | None  # None: not known yet (asked of the parent over IL-DCP)
     peers: tuple[PeerStatus, ...]
-    #: What keeps a started node from being ready ("waiting"): required peers that are down.
+    #: What keeps a started node from being ready ("waiting"): required peers that are down,
+    #: the address not known yet.
     waiting_for: tuple[str, ...] = ()

@@ -81,6 +81,7 @@ class Accounts:
         open_children: bool = False,
         asset: Asset | None = None,
     ) -> None:
+        #: "" until known: a node with no address configured asks its parent over IL-DCP.
         self.ilp_address = ilp_address
         self.open_children = open_children
         self.asset = asset or Asset()
@@ -101,6 +102,10 @@ class Accounts:
         open mode stay (they need a restart)."""
         self._accounts = dict(other._accounts)
         self._static_routes = other._static_routes
+
+    def set_ilp_address(self, address: str) -> None:
+        """The address became known (IL-DCP): children are ``<address>.<id>`` from now on."""
+        self.ilp_address = address
 
     @property
     def configured(self) -> Mapping[str, Account]:
@@ -137,12 +142,10 @@ class Accounts:
     def routing_table(self, connected_open_children: Iterable[str] = ()) -> RoutingTable:
         """Children, then the default parent, then configured routes (last wins on a prefix)."""
         table = RoutingTable()
-        for account in self._accounts.values():
-            if account.relation is Relation.CHILD:
-                table.add(self.child_address(account.id), account.id)
-        for child in connected_open_children:
-            if child not in self._accounts:
-                table.add(self.child_address(child), child)
+        children = [a.id for a in self._accounts.values() if a.relation is Relation.CHILD]
+        children += [c for c in connected_open_children if c not in self._accounts]
+        for child in children if self.ilp_address else ():  # no address: no child routes yet
+            table.add(self.child_address(child), child)
         parents = [a.id for a in self._accounts.values() if a.relation is Relation.PARENT]
         if parents:
             table.add("", parents[0])

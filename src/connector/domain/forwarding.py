@@ -3,6 +3,8 @@
 In pipeline order (``app/container.py`` lists them; the order test reads that list), after the
 sender's limits (``limits.py``: ``rate_limit``, ``incoming_max_packet_amount``):
 
+- ``AddressPending`` (not in the list: ``Pipeline.hold`` runs it alone while a node waits for
+  its address over IL-DCP): T00 for everything;
 - ``PeerProtocols``: ``peer.*`` is answered here, never forwarded (IL-DCP for children);
 - ``Route``: the next hop, by longest prefix (F02 when none, or when it is the sender);
 - ``MaxPacketAmount``: the next hop's ``max_packet_amount`` (F08 with both amounts; the same
@@ -36,7 +38,7 @@ from connector.domain.ilp.packets import (
     amount_too_large_data,
     fulfillment_matches,
 )
-from connector.domain.pipeline import WAIT, PacketRequest, StepResult
+from connector.domain.pipeline import WAIT, MakesRejects, PacketRequest, StepResult
 from connector.domain.ports import Clock, LogSink, NullSink
 from connector.domain.route_exchange import RouteExchange
 from connector.domain.routing import Routes
@@ -59,7 +61,22 @@ class NextHops(Protocol):
         ...
 
 
-class PeerProtocols:
+class AddressPending:
+    """What runs instead of the steps while the node waits for its address from its parent
+    (``Pipeline.hold``): every Prepare gets T00, IL-DCP and route messages too (a child would
+    learn a wrong address; routes cannot be checked against ours). ``triggeredBy`` is empty:
+    we have no address to put there."""
+
+    name: ClassVar[str] = "address_pending"
+
+    def __init__(self) -> None:
+        self._refusal = Reject(IlpErrorCode.T00_INTERNAL_ERROR, "", "ILP address not known yet")
+
+    def on_prepare(self, req: PacketRequest) -> StepResult:
+        return self._refusal
+
+
+class PeerProtocols(MakesRejects):
     """Answers ``peer.*`` destinations locally (RFC-0015: connectors MUST NOT forward them)."""
 
     name: ClassVar[str] = "peer_protocols"
@@ -118,7 +135,7 @@ class PeerProtocols:
         return Reject(code, self._address, message)
 
 
-class Route:
+class Route(MakesRejects):
     """Chooses the next hop: the longest matching prefix of the current routing table."""
 
     name: ClassVar[str] = "route"
@@ -144,7 +161,7 @@ class Route:
         return None
 
 
-class MaxPacketAmount:
+class MaxPacketAmount(MakesRejects):
     """The next hop's largest packet (RFC-0027 §F08: the data carries both amounts)."""
 
     name: ClassVar[str] = "max_packet_amount"
@@ -166,7 +183,7 @@ class MaxPacketAmount:
         return None
 
 
-class Expiry:
+class Expiry(MakesRejects):
     """The outgoing expiry: ``min_message_window`` earlier than the incoming one, never more
     than ``max_hold_time`` from now, in whole milliseconds (R02 when too little is left)."""
 
@@ -200,7 +217,7 @@ class Expiry:
         return None
 
 
-class FulfillmentCheck:
+class FulfillmentCheck(MakesRejects):
     """On the way back: a Fulfill whose sha256 is not the condition becomes F05 (as
     ilp-connector does), so no step outside it ever sees an invalid Fulfill."""
 

@@ -30,7 +30,7 @@ from connector.domain.positions import Position
 
 __all__ = ["Committer", "IncomingBalance", "Ledger", "OutgoingBalance", "Position"]
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Reject, Reply
-from connector.domain.pipeline import PacketRequest, StepResult
+from connector.domain.pipeline import MakesRejects, PacketRequest, StepResult
 
 Side = tuple[str, int]  # (account id, amount held)
 
@@ -195,7 +195,7 @@ class Ledger:
             self.settle_outgoing(outgoing[0], outgoing[1], fulfilled)
 
 
-class IncomingBalance:
+class IncomingBalance(MakesRejects):
     """The sender's side: hold on the way in (T04 over its maximum), settle on the way out."""
 
     name: ClassVar[str] = "incoming_balance"
@@ -232,7 +232,7 @@ class IncomingBalance:
         return reply if pending is None else pending  # resolves to None: the reply, unchanged
 
 
-class OutgoingBalance:
+class OutgoingBalance(MakesRejects):
     """The next hop's side: hold before the Prepare is sent (T04 under its minimum: never sent,
     so never fulfilled-then-refused). ``incoming_balance`` settles the hold with the sender's, in
     one commit; both sit outside ``fulfillment_check``, so a committed Fulfill has been checked."""

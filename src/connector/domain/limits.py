@@ -18,7 +18,7 @@ from typing import ClassVar
 
 from connector.domain.buckets import RateLimit, TokenBucket
 from connector.domain.ilp.packets import IlpErrorCode, Reject, amount_too_large_data
-from connector.domain.pipeline import PacketRequest, StepResult
+from connector.domain.pipeline import MakesRejects, PacketRequest, StepResult
 from connector.domain.ports import Clock
 
 #: Buckets kept at most (open mode admits up to 100,000 ids; a reload may drop peers): beyond,
@@ -39,6 +39,9 @@ class PacketRateLimit:
         self._refusal = Reject(
             IlpErrorCode.T05_RATE_LIMITED, ilp_address, "too many requests, throttling."
         )
+
+    def set_ilp_address(self, address: str) -> None:
+        self._refusal = Reject(self._refusal.code, address, self._refusal.message)
 
     def on_prepare(self, req: PacketRequest) -> StepResult:
         source = req.source
@@ -75,7 +78,7 @@ class PacketRateLimit:
         return len(self._buckets)
 
 
-class IncomingMaxPacketAmount:
+class IncomingMaxPacketAmount(MakesRejects):
     """The sender's ``max_packet_amount`` (RFC-0027 §F08: the data carries both amounts, in the
     sender's units), checked before anything is held."""
 

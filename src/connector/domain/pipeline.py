@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, runtime_checkable
 
 from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Prepare, Reject, Reply
 from connector.domain.ports import LogSink, NullSink
@@ -70,6 +70,24 @@ class ReplyStep(Step, Protocol):
     def on_reply(self, req: PacketRequest, reply: Reply) -> Reply | Awaitable[Reply]:
         """The reply on its way out; an awaitable when the step must wait (only then a task)."""
         ...
+
+
+@runtime_checkable
+class AddressAware(Protocol):
+    """A step whose Rejects carry this node's address (``triggeredBy``), or that reads it: told
+    once by ``Pipeline.set_ilp_address`` when a node asks its parent for it (IL-DCP). Steps
+    keep it as a plain attribute, so no packet pays for the address being late."""
+
+    def set_ilp_address(self, address: str) -> None: ...
+
+
+class MakesRejects:
+    """``AddressAware`` for the steps that keep the address in ``_address``."""
+
+    _address: str
+
+    def set_ilp_address(self, address: str) -> None:
+        self._address = address
 
 
 def _close(pending: Awaitable[Any]) -> None:
@@ -161,6 +179,23 @@ class Pipeline:
         self._unwinding: dict[
             int, tuple[PacketRequest, int, Reply, Reply, bytes | None, Awaitable[Any]]
         ] = {}
+
+    def hold(self, gate: Step) -> None:
+        """Until ``set_ilp_address``, only ``gate`` runs, and it answers every Prepare: a node
+        that does not know its address yet forwards nothing and serves nobody IL-DCP. The full
+        list runs again from the next Prepare on, at no cost per packet."""
+        self._prepares = (gate.on_prepare,)
+        self._replies = (None,)
+
+    def set_ilp_address(self, address: str) -> None:
+        """The node's address is known: every step that needs it takes it, then the steps run
+        (ending a ``hold``)."""
+        self._address = address
+        for step in self.steps:
+            if isinstance(step, AddressAware):
+                step.set_ilp_address(address)
+        self._prepares = tuple(step.on_prepare for step in self.steps)
+        self._replies = tuple(getattr(step, "on_reply", None) for step in self.steps)
 
     @property
     def names(self) -> list[str]:

@@ -28,7 +28,7 @@ from typing import ClassVar
 from connector.domain.accounts import Asset
 from connector.domain.ilp.packets import IlpErrorCode, Reject, amount_too_large_data
 from connector.domain.oer import UINT64_MAX
-from connector.domain.pipeline import PacketRequest, StepResult
+from connector.domain.pipeline import MakesRejects, PacketRequest, StepResult
 
 #: A price or spread has at most this many significant digits and an exponent within this range:
 #: any real price fits, and the exact arithmetic stays cheap (a "1e-30000000" would not).
@@ -178,7 +178,7 @@ class RateBook:
         return amount * factor[0] // factor[1]
 
 
-class Rate:
+class Rate(MakesRejects):
     """The outgoing amount, in the next hop's asset (between ``route`` and
     ``max_packet_amount``, which compares it with the next hop's maximum)."""
 

@@ -103,6 +103,8 @@ class RouteExchange:
         self._accounts = accounts
         self._routes = routes
         self.table_id = table_id
+        #: "" until known (IL-DCP): no global prefix then, so nothing is imported or
+        #: advertised, and no local route exists but the default parent's.
         self.address = accounts.ilp_address
         self.global_prefix = self.address.split(".", 1)[0]
         self.broadcast_interval = broadcast_interval
@@ -130,13 +132,30 @@ class RouteExchange:
         self._dirty: set[str] = set()  # prefixes whose best route changed since the last publish
         #: New routes dropped because a peer had told us MAX_ROUTES_PER_PEER already.
         self.dropped_routes = 0
-        self._add_local(self.address, "")
-        for account in accounts.configured.values():
-            if account.relation is Relation.CHILD:
-                self._add_local(accounts.child_address(account.id), account.id)
+        if self.address:
+            self._add_locals()
         for prefix in list(self._local) + list(self._configured):
             self._update_prefix(prefix)
         self._publish(rebuild=True)
+
+    def _add_locals(self) -> None:
+        """Our own address (nothing to forward to) and a route per configured child."""
+        self._add_local(self.address, "")
+        for account in self._accounts.configured.values():
+            if account.relation is Relation.CHILD:
+                self._add_local(self._accounts.child_address(account.id), account.id)
+
+    def set_address(self, address: str, now: float) -> None:
+        """Our address became known (IL-DCP; ``Accounts`` has it already): our own route and
+        our children's are created and advertised, and routes under the global prefix count
+        from now on."""
+        self.address = address
+        self.global_prefix = address.split(".", 1)[0]
+        self._add_locals()
+        for prefix in list(self._local):
+            self._update_prefix(prefix)
+        self._publish()
+        self.tick(now)
 
     # --- what the rest of the node reads --------------------------------------------------
 
@@ -274,7 +293,8 @@ class RouteExchange:
             self._senders[peer_id] = _Sender()
         child = self._accounts.child_address(peer_id)
         if (
-            account.relation is Relation.CHILD
+            self.address
+            and account.relation is Relation.CHILD
             and peer_id not in self._accounts.configured
             and self._add_local(child, peer_id)
         ):
@@ -326,9 +346,8 @@ class RouteExchange:
             if not entry.next_hop
             or (entry.next_hop not in accounts.configured and accounts.open_children)
         }
-        for account in accounts.configured.values():
-            if account.relation is Relation.CHILD:
-                self._add_local(accounts.child_address(account.id), account.id)
+        if self.address:
+            self._add_locals()
         for prefix in prefixes | set(self._local) | set(self._configured):
             self._update_prefix(prefix)
         self._publish(rebuild=True)
