@@ -98,8 +98,11 @@ class Reloader:
     def _reload(self, trigger: str) -> dict[str, Any]:
         log = self._container.log()
         current = self.effective
-        if not self._container.node().running:
-            problems = ["the node is starting or stopping: nothing is reloaded"]
+        node = self._container.node()
+        if not node.running or (node.ildcp is not None and node.ildcp.address is None):
+            problems = [
+                "the node is starting, stopping or waiting for its address: nothing is reloaded"
+            ]
             log.warning("config_reload_failed", trigger=trigger, problems=problems)
             return {"status": "invalid", "problems": problems}
         if current.file is None:
