@@ -235,3 +235,17 @@ async def test_readiness_waits_for_required_peers_and_a_reload_changes_them(node
     assert node_.state == "ready"
     await bob.close()
     await node.until(lambda: node_.state == "waiting")
+
+
+async def test_nothing_to_reload_in_open_mode_or_before_the_node_runs(node: Node) -> None:
+    open_mode = load_effective(ENV, None, FakeSecretStore(SECRETS))
+    reloader = Reloader(node.container, open_mode, environ=ENV)
+    answer = await reloader.reload("test")
+    assert answer["status"] == "unavailable"
+    assert "open mode" in answer["problems"][0]
+    container = Container()
+    container.config.from_dict(node.reloader.effective.runtime())
+    container.log.override(RecordingLogSink())
+    container.memory_network.override(MemoryNetwork())
+    unstarted = Reloader(container, node.reloader.effective, environ=ENV)
+    assert (await unstarted.reload("test"))["status"] == "unavailable"

@@ -207,3 +207,22 @@ async def test_put_rates_sets_prices_and_is_audited(admin: Admin) -> None:
         "EUR",
         "JPY",
     ]
+
+
+async def test_post_reload_answers_with_what_the_reload_did(admin: Admin) -> None:
+    status, body, _ = await admin.call("POST", "/reload")
+    assert status == 409  # no reloader (a node being built): nothing to reload with
+    for answer, code in [
+        ({"status": "reloaded", "added": []}, 200),
+        ({"status": "invalid", "problems": ["c.yaml: colour: unknown key"]}, 400),
+        ({"status": "unavailable", "problems": ["no configuration file"]}, 409),
+        ({"status": "failed", "problems": ["KeyError: 'x'"]}, 500),
+    ]:
+
+        async def reload(trigger: str, answer: dict[str, Any] = answer) -> dict[str, Any]:
+            assert trigger.startswith("admin 127.0.0.1")
+            return answer
+
+        admin.api.reload = reload
+        status, body, _ = await admin.call("POST", "/reload")
+        assert (status, body) == (code, answer)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -150,3 +152,49 @@ async def test_sighup_while_draining_neither_kills_nor_reloads() -> None:
             )
             assert await alice.recv_reply() == (request_id, answer)
         assert await node.wait() == 0
+
+
+async def test_sighup_while_the_process_is_still_starting_does_not_kill_it(tmp_path: Path) -> None:
+    """The configuration is a FIFO: the process blocks reading it, well into start-up but before
+    the node runs, and gets its SIGHUP exactly there."""
+    fifo = tmp_path / "connector.yaml"
+    os.mkfifo(fifo)
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "connector",
+        "--config",
+        str(fifo),
+        env={
+            "PATH": "/usr/bin:/bin",
+            "CONNECTOR_STORE_URL": "memory://",
+            "BTP_SERVER_HOST": "127.0.0.1",
+            "BTP_SERVER_PORT": str(port),
+            "LOG_FORMAT": "json",
+        },
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    opened = False
+    try:
+        async with asyncio.timeout(20):
+            writer = await asyncio.to_thread(os.open, fifo, os.O_WRONLY)  # the reader is there
+        opened = True
+        proc.send_signal(signal.SIGHUP)
+        os.write(writer, b"peers: [{id: alice, relation: child}]\n")  # EPIPE had it died
+        os.close(writer)
+        assert proc.stderr is not None
+        async with asyncio.timeout(20):
+            while b"btp_server_started" not in (line := await proc.stderr.readline()):
+                assert line, "the process ended"
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            assert await proc.wait() == 0
+    finally:
+        if not opened:  # release a writer thread still waiting for a reader
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

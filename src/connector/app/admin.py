@@ -189,7 +189,11 @@ OPENAPI: dict[str, Any] = {
                     },
                     "400": {"description": "invalid: problems; the running configuration stays"},
                     "401": {"description": "no or wrong bearer token"},
-                    "409": {"description": "started without a configuration file"},
+                    "409": {
+                        "description": "started without a configuration file, or starting, "
+                        "stopping or waiting for its address: nothing was read"
+                    },
+                    "500": {"description": "failed while applying (logged): a defect"},
                 },
             }
         },
@@ -381,9 +385,8 @@ class AdminApi:
         if self.reload is None:
             return web.json_response({"error": "reload is not available"}, status=409)
         answer = await self.reload(f"admin {request.remote}")
-        if answer.get("status") == "reloaded":
-            return web.json_response(answer)
-        return web.json_response(answer, status=400)
+        status = {"reloaded": 200, "unavailable": 409, "failed": 500}.get(answer["status"], 400)
+        return web.json_response(answer, status=status)
 
     def _exchange(self) -> RouteExchange:
         if self._routing is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -188,10 +189,19 @@ class PeerConfig(_Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and not value.removeprefix("btp+").startswith(("ws://", "wss://")):
+        if value is None:
+            return value
+        if not value.removeprefix("btp+").startswith(("ws://", "wss://")):
             raise ValueError("must be a ws:// or wss:// URL")
-        if value is not None and "@" in value.split("/")[2]:
+        if "@" in value.split("/")[2]:
             raise ValueError("must not carry credentials: use username and BTP_PEER_{ID}_SECRET")
+        try:  # what the dialer will parse, every time: a bad one would fail every dial
+            parts = urlsplit(value.removeprefix("btp+"))
+            parts.port  # noqa: B018 - raises for a port out of range
+        except ValueError as exc:
+            raise ValueError(f"is not a valid URL: {exc}") from None
+        if not parts.hostname:
+            raise ValueError("has no host")
         return value
 
 
@@ -323,14 +333,28 @@ def readable(error: Any) -> str:
     return message.replace("Input should be", "must be")
 
 
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what and where, never the file's text (it may hold what it should not)."""
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None) or "unreadable"
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def load_config(path: Path) -> ConnectorConfig:
     """Read and validate ``path``; every problem becomes one ``ConfigurationError``."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigurationError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigurationError(f"{path}: not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigurationError(f"{path}: not valid YAML: nested too deeply") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

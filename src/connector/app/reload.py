@@ -104,11 +104,11 @@ class Reloader:
                 "the node is starting, stopping or waiting for its address: nothing is reloaded"
             ]
             log.warning("config_reload_failed", trigger=trigger, problems=problems)
-            return {"status": "invalid", "problems": problems}
+            return {"status": "unavailable", "problems": problems}
         if current.file is None:
             problems = ["no configuration file: open mode has nothing to reload"]
             log.warning("config_reload_failed", trigger=trigger, problems=problems)
-            return {"status": "invalid", "problems": problems}
+            return {"status": "unavailable", "problems": problems}
         try:
             new = load_effective(self._environ, current.path, self._container.secret_store())
         except InvalidConfiguration as exc:
