@@ -198,3 +198,28 @@ def test_check_config_shows_an_address_to_come_from_the_parent(tmp_path: Path) -
     text = "\n".join(lines)
     assert "address: test.env (from CONNECTOR_ILP_ADDRESS)" in text
     assert "test.env.kid" in text
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"\xff\xfepeers: []", "not UTF-8 text (byte 0); save it as UTF-8"),
+        (b"node_id: a\n\x80\x81", "not UTF-8 text (byte 11)"),
+        (b"a: [\n", "not valid YAML: expected the node content, but found '<stream end>'"),
+        (b"peers: [{id: a, relation: peer, url: 'ws://'}]", "peers.0.url: has no host"),
+        (b"peers: [{id: a, relation: peer, url: 'wss://[::1'}]", "is not a valid URL"),
+        (b"peers: [{id: a, relation: peer, url: 'ws://h:99999'}]", "Port out of range"),
+    ],
+)
+def test_unreadable_files_and_urls_are_one_problem_each_and_exit_2(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    checked = run("--check-config", str(path), env={"BTP_PEER_A_SECRET": "s"})
+    started = run("--config", str(path), env={"BTP_PEER_A_SECRET": "s"})
+    assert checked.returncode == started.returncode == 2, checked.stdout + started.stderr
+    assert problem in checked.stdout
+    assert problem in started.stderr
+    assert "result: INVALID (1 problem)" in checked.stdout
+    assert "Traceback" not in checked.stdout + started.stderr
