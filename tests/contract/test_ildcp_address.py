@@ -19,17 +19,16 @@ from typing import Any
 
 import pytest
 
-from connector.adapters.memory_transport import MemoryNetwork, MemoryServerTransport
-from connector.app.config import ConnectorConfig
+from connector.adapters.memory_transport import MemoryNetwork
 from connector.app.container import Container
 from connector.app.health import Health
-from connector.app.settings import Settings, runtime_config
 from connector.domain.btp import frames
 from connector.domain.ildcp import DESTINATION, PEER_CONDITION, PEER_FULFILLMENT, IldcpResponse
 from connector.domain.ilp import codec
 from connector.domain.ilp.packets import Fulfill, Prepare, Reject
+from tests.contract import test_three_connectors as three
 from tests.contract.conftest import GUARD, Peer
-from tests.fakes import FakeClock, FakeSecretStore, RecordingLogSink
+from tests.fakes import FakeClock, RecordingLogSink
 
 FULFILLMENT = b"\x09" * 32
 CONDITION = hashlib.sha256(FULFILLMENT).digest()
@@ -65,26 +64,7 @@ SECRETS = {
 def build(
     name: str, config: dict[str, Any], clock: FakeClock, network: MemoryNetwork
 ) -> tuple[Container, RecordingLogSink]:
-    container = Container()
-    settings = Settings(transport="memory", shutdown_timeout=1, store_url="memory://")
-    container.config.from_dict(runtime_config(settings, ConnectorConfig.model_validate(config)))
-    log = RecordingLogSink(nodeId=name)
-    container.clock.override(clock)
-    container.log.override(log)
-    container.secret_store.override(FakeSecretStore(SECRETS[name]))
-    container.memory_network.override(network)
-    transport = container.transport()
-    assert isinstance(transport, MemoryServerTransport)
-    network.listen(f"ws://{name}.memory", transport)
-    return container, log
-
-
-async def connect(container: Container, peer_id: str, secret: str) -> Peer:
-    transport = container.transport()
-    assert isinstance(transport, MemoryServerTransport)
-    peer = Peer(await transport.connect(), None)
-    assert isinstance(await peer.authenticate(peer_id, secret), frames.Response)
-    return peer
+    return three.build(name, clock, network, {name: config}, SECRETS[name])
 
 
 async def until(condition: Callable[[], bool]) -> None:
@@ -147,14 +127,14 @@ async def test_a_child_node_learns_its_address_from_its_parent_and_routes_under_
     assert not c_log.events("ildcp_asset_mismatch")  # both sides USD/9
 
     # C's own child gets an address under C's, over IL-DCP
-    kid = await connect(c, "kid", "kid-secret")
+    kid = await three.child(c, "kid", "kid-secret")
     await kid.send_prepare(ildcp_request(clock))
     _, reply = await kid.recv_reply()
     assert isinstance(reply, Fulfill)
     assert IldcpResponse.decode(reply.data) == IldcpResponse("test.p.c.kid", 9, "USD")
 
     # a packet from P's side for test.p.c.kid.x reaches C's child
-    alice = await connect(p, "alice", "alice-secret")
+    alice = await three.child(p, "alice", "alice-secret")
     request_id = await alice.send_prepare(payment(clock, "test.p.c.kid.x"))
     frame = await kid.recv_frame()
     assert isinstance(frame, frames.Message)
@@ -180,7 +160,7 @@ class Scripted:
 
     async def parent(self) -> Peer:
         """The parent dials C."""
-        return await connect(self.c, "p", "pc-secret")
+        return await three.child(self.c, "p", "pc-secret")
 
     async def asked(self, parent: Peer) -> frames.Message:
         frame = await parent.recv_frame()
@@ -206,7 +186,7 @@ async def scripted() -> AsyncIterator[Scripted]:
     clock, network = FakeClock(), MemoryNetwork()
     c, log = build("c", C_DIALED, clock, network)
     await c.node().start()
-    kid = await connect(c, "kid", "kid-secret")
+    kid = await three.child(c, "kid", "kid-secret")
     yield Scripted(clock, c, log, kid)
     await stop(clock, c)
 

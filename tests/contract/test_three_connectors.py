@@ -97,8 +97,10 @@ def build(
     clock: FakeClock,
     network: MemoryNetwork,
     configs: dict[str, dict[str, Any]] | None = None,
+    secrets: dict[str, str] | None = None,
 ) -> tuple[Container, RecordingLogSink]:
-    """Node ``name`` of ``configs`` (default: this file's), on the shared clock and network."""
+    """Node ``name`` of ``configs`` (default: this file's), on the shared clock and network,
+    with ``secrets`` (default: its share of this file's)."""
     container = Container()
     config = ConnectorConfig.model_validate((configs or CONFIGS)[name])
     container.config.from_dict(
@@ -109,7 +111,7 @@ def build(
     log = RecordingLogSink(nodeId=name)
     container.clock.override(clock)
     container.log.override(log)
-    container.secret_store.override(FakeSecretStore(secrets_of(name)))
+    container.secret_store.override(FakeSecretStore(secrets or secrets_of(name)))
     container.memory_network.override(network)
     transport = container.transport()
     assert isinstance(transport, MemoryServerTransport)

@@ -11,7 +11,7 @@ cannot be reached now.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,17 +27,12 @@ from connector.app.effective_config import (
 from connector.app.postgres_store import default_instance, is_postgres_url, redact
 from connector.app.rates_source import shown_url
 from connector.app.settings import ildcp_parent
-from connector.app.store import check_store_url, store_problem
-from connector.domain.errors import ConfigurationError
+from connector.app.store import store_problem
 
 
 class Report(NamedTuple):
     code: int  # EXIT_OK, EXIT_INVALID or EXIT_FAILED: what start-up would exit with
     lines: list[str]
-
-    @property
-    def ok(self) -> bool:
-        return self.code == EXIT_OK
 
 
 def check(path: Path | None, environ: Mapping[str, str] | None = None) -> Report:
@@ -50,10 +45,13 @@ def check(path: Path | None, environ: Mapping[str, str] | None = None) -> Report
     try:
         effective = load_effective(env, path, secrets, keep_going=True)
     except InvalidConfiguration as exc:
-        count = f"{len(exc.problems)} problem{'s' if len(exc.problems) > 1 else ''}"
         return Report(
             EXIT_INVALID,
-            [*lines, *(f"  error: {line}" for line in exc.problems), f"result: INVALID ({count})"],
+            [
+                *lines,
+                *(f"  error: {line}" for line in exc.problems),
+                f"result: INVALID ({_count(exc.problems, 'problem')})",
+            ],
         )
     problems, unreachable = _report(
         effective, secrets, lines, bool(env.get("CONNECTOR_ADMIN_TOKEN"))
@@ -63,23 +61,16 @@ def check(path: Path | None, environ: Mapping[str, str] | None = None) -> Report
     for problem in problems:
         lines.append(f"  error: {problem}")
     if problems:
-        count = f"{len(problems)} problem{'s' if len(problems) > 1 else ''}"
         code = EXIT_FAILED if unreachable and len(problems) == 1 else EXIT_INVALID
-        lines.append(f"result: INVALID ({count})")
+        lines.append(f"result: INVALID ({_count(problems, 'problem')})")
         return Report(code, lines)
-    warned = len(effective.warnings)
-    lines.append(
-        f"result: OK ({warned} warning{'s' if warned > 1 else ''})" if warned else "result: OK"
-    )
+    warnings = effective.warnings
+    lines.append(f"result: OK ({_count(warnings, 'warning')})" if warnings else "result: OK")
     return Report(EXIT_OK, lines)
 
 
-def _valid_url(url: str) -> bool:
-    try:
-        check_store_url(url)
-    except ConfigurationError:
-        return False
-    return True
+def _count(items: Sequence[object], word: str) -> str:
+    return f"{len(items)} {word}{'s' if len(items) > 1 else ''}"
 
 
 def _report(
@@ -115,8 +106,9 @@ def _report(
         f"CONNECTOR_ADMIN_TOKEN: {'set' if admin_token else 'not set (the admin API stays off)'}"
     )
     store = store_problem(store_url)
-    # start-up exits 1 only for a valid URL of a database it cannot reach now
-    unreachable = store is not None and is_postgres_url(store_url) and _valid_url(store_url)
+    # the URL is valid (the file and CONNECTOR_STORE_URL are both checked): a PostgreSQL one
+    # with a problem is a database start-up could not reach now, and would exit 1 for
+    unreachable = store is not None and is_postgres_url(store_url)
     if store is not None:
         problems.append(store)
     if effective.file is None:

@@ -30,6 +30,16 @@ def valid_ilp_address(value: str | None) -> str | None:
     return value
 
 
+def valid_store_url(value: str | None) -> str | None:
+    """``store.url`` and ``CONNECTOR_STORE_URL`` alike."""
+    if value is not None:
+        try:
+            check_store_url(value)
+        except ConfigurationError:
+            raise ValueError(STORE_URLS) from None
+    return value
+
+
 def valid_node_id(value: str) -> str:
     if not is_valid_peer_id(value):
         raise ValueError("must be 1-64 characters of A-Z a-z 0-9 _ ~ -")
@@ -229,14 +239,7 @@ class StoreConfig(_Strict):
     #: host name): unique among running instances; a restart under it releases its holds.
     instance: str | None = Field(None, min_length=1, max_length=128)
 
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        try:
-            check_store_url(value)
-        except ConfigurationError:
-            raise ValueError(STORE_URLS) from None
-        return value
+    _url = field_validator("url")(valid_store_url)
 
 
 class AdminConfig(_Strict):

@@ -132,23 +132,23 @@ def tls_problems(config: ConnectorConfig) -> list[str]:
 
 def secret_problems(config: ConnectorConfig, secrets: SecretStore) -> tuple[list[str], list[str]]:
     """A peer we dial needs its secret (an error); any other peer without one cannot log in
-    until it has one (a warning)."""
+    until it has one (a warning), and so does a previous secret that cannot be read. A variable
+    set along with its ``_FILE`` is reported once, by ``load_effective``."""
+    env = secrets if isinstance(secrets, EnvSecretStore) else None
+    conflicts = set(env.conflicts()) if env is not None else set()
     errors, warnings = [], []
     for peer in config.peers:
-        if isinstance(secrets, EnvSecretStore):
-            # the current secret's problem, and a previous one's; a variable set along with its
-            # _FILE is an error of the environment, reported once by ``load_effective``
-            conflicts = secrets.conflicts()
-            found = [p for p in secrets.problems(peer.id) if p not in conflicts]
+        missing = secrets.secret_for(peer.id) is None
+        # the current secret's problem (first, when it is missing), then a previous one's
+        if env is not None:
+            found = env.problems(peer.id)
         else:
-            found = [] if secrets.secret_for(peer.id) else [secrets.missing_reason(peer.id)]
-        if not found:
-            continue
-        if peer.url and secrets.secret_for(peer.id) is None:
-            errors.append(f"peer {peer.id!r}: {found[0]} (needed to dial {peer.url})")
-            found = found[1:]
-        elif secrets.secret_for(peer.id) is None:
-            warnings.append(f"peer {peer.id!r}: {found[0]}: it cannot log in yet")
-            found = found[1:]
-        warnings.extend(f"peer {peer.id!r}: {problem}" for problem in found)
+            found = [secrets.missing_reason(peer.id)] if missing else []
+        current, previous = (found[0], found[1:]) if missing and found else (None, found)
+        if current is not None and current not in conflicts:
+            if peer.url:
+                errors.append(f"peer {peer.id!r}: {current} (needed to dial {peer.url})")
+            else:
+                warnings.append(f"peer {peer.id!r}: {current}: it cannot log in yet")
+        warnings.extend(f"peer {peer.id!r}: {p}" for p in previous if p not in conflicts)
     return errors, warnings

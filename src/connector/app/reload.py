@@ -53,11 +53,16 @@ RESTART_KEYS = (
 IN_PLACE = frozenset({"max_packet_amount", "balance", "rate_limit"})
 
 
-def _value(config: ConnectorConfig, key: str) -> Any:
-    value: Any = config.model_dump()
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
+def _restart_keys(running: ConnectorConfig, new: ConnectorConfig) -> list[str]:
+    """The keys of ``RESTART_KEYS`` whose value differs between the two."""
+    before, after = running.model_dump(), new.model_dump()
+
+    def value(tree: dict[str, Any], key: str) -> Any:
+        for part in key.split("."):
+            tree = tree.get(part) if isinstance(tree, dict) else None  # type: ignore[assignment]
+        return tree
+
+    return [key for key in RESTART_KEYS if value(before, key) != value(after, key)]
 
 
 def _reconnects(old: PeerConfig, new: PeerConfig) -> bool:
@@ -116,7 +121,7 @@ class Reloader:
             return {"status": "invalid", "problems": exc.problems}
         old_config, new_config = current.config, new.config
         running = self._running.config
-        restart = [k for k in RESTART_KEYS if _value(running, k) != _value(new_config, k)]
+        restart = _restart_keys(running, new_config)
         old_peers = {p.id: p for p in old_config.peers}
         new_peers = {p.id: p for p in new_config.peers}
         added = sorted(new_peers.keys() - old_peers.keys())

@@ -18,10 +18,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from connector.app.config import ConnectorConfig, readable, valid_ilp_address, valid_node_id
+from connector.app.config import (
+    ConnectorConfig,
+    readable,
+    valid_ilp_address,
+    valid_node_id,
+    valid_store_url,
+)
 from connector.app.postgres_store import redact
-from connector.app.store import STORE_URLS, check_store_url
-from connector.domain.errors import ConfigurationError
 
 #: The largest legal ILP packet is about 34 KB (32767 bytes of data, a 1023-byte address); a
 #: frame of 256 KiB leaves room for extra protocol data while bounding memory per message.
@@ -63,15 +67,7 @@ class Settings(BaseModel):
     _address = field_validator("ilp_address")(valid_ilp_address)
     _node_id = field_validator("node_id")(valid_node_id)
 
-    @field_validator("store_url")
-    @classmethod
-    def _store_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                check_store_url(value)
-            except ConfigurationError:
-                raise ValueError(STORE_URLS) from None
-        return value
+    _store_url = field_validator("store_url")(valid_store_url)
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str]) -> Settings:
@@ -141,24 +137,15 @@ def effective_file(settings: Settings, file: ConnectorConfig | None) -> Connecto
     (``BTP_SERVER_PORT`` beats ``btp_server.port``, and so on)."""
     base = file or ConnectorConfig()
     given = settings.model_fields_set
-    server: dict[str, Any] = {}
-    if "btp_server_host" in given:
-        server["host"] = settings.btp_server_host
-    if "btp_server_port" in given:
-        server["port"] = settings.btp_server_port
-    store: dict[str, Any] = {}
-    if settings.store_url:
-        store["url"] = settings.store_url
-    if settings.store_instance:
-        store["instance"] = settings.store_instance
-    top: dict[str, Any] = {
-        "btp_server": base.btp_server.model_copy(update=server),
-        "store": base.store.model_copy(update=store),
-    }
-    if "node_id" in given:
-        top["node_id"] = settings.node_id
-    if "ilp_address" in given:
-        top["ilp_address"] = settings.ilp_address
+    top: dict[str, Any] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for field, key in OVERRIDES:
+        value = getattr(settings, field)
+        if field in given and value is not None:
+            section, _, name = key.rpartition(".")
+            (sections.setdefault(section, {}) if section else top)[name] = value
+    for section, values in sections.items():
+        top[section] = getattr(base, section).model_copy(update=values)
     config = base.model_copy(update=top)
     if config.ilp_address is None and ildcp_parent(config) is None:
         # Nobody to ask: the default address. With a parent it stays None: asked over IL-DCP.
@@ -178,7 +165,7 @@ def ildcp_parent(config: ConnectorConfig) -> str | None:
     return next((p.id for p in config.peers if p.relation == "parent"), None)
 
 
-#: Which variable beats which key, for reports: (setting, key in the file).
+#: Which setting beats which key of the file: ``effective_file`` applies them, reports name them.
 OVERRIDES = (
     ("node_id", "node_id"),
     ("ilp_address", "ilp_address"),

@@ -35,7 +35,6 @@ from connector.domain.ilp.packets import (
     IlpErrorCode,
     Reject,
     Reply,
-    amount_too_large_data,
     fulfillment_matches,
 )
 from connector.domain.pipeline import WAIT, MakesRejects, PacketRequest, StepResult
@@ -174,12 +173,7 @@ class MaxPacketAmount(MakesRejects):
         maximum = req.next_hop.max_packet_amount
         amount = req.amount_out
         if maximum is not None and amount > maximum:
-            return Reject(
-                IlpErrorCode.F08_AMOUNT_TOO_LARGE,
-                self._address,
-                f"packet size too large. maxAmount={maximum} actualAmount={amount}",
-                amount_too_large_data(amount, maximum),
-            )
+            return self._too_large(amount, maximum)
         return None
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from connector.domain.buckets import RateLimit, TokenBucket
-from connector.domain.ilp.packets import IlpErrorCode, Reject, amount_too_large_data
+from connector.domain.ilp.packets import IlpErrorCode, Reject
 from connector.domain.pipeline import MakesRejects, PacketRequest, StepResult
 from connector.domain.ports import Clock
 
@@ -91,10 +91,5 @@ class IncomingMaxPacketAmount(MakesRejects):
         maximum = req.source.max_packet_amount
         amount = req.prepare.amount
         if maximum is not None and amount > maximum:
-            return Reject(
-                IlpErrorCode.F08_AMOUNT_TOO_LARGE,
-                self._address,
-                f"packet size too large. maxAmount={maximum} actualAmount={amount}",
-                amount_too_large_data(amount, maximum),
-            )
+            return self._too_large(amount, maximum)
         return None

@@ -26,7 +26,14 @@ from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, runtime_checkable
 
-from connector.domain.ilp.packets import Fulfill, IlpErrorCode, Prepare, Reject, Reply
+from connector.domain.ilp.packets import (
+    Fulfill,
+    IlpErrorCode,
+    Prepare,
+    Reject,
+    Reply,
+    amount_too_large_data,
+)
 from connector.domain.ports import LogSink, NullSink
 
 if TYPE_CHECKING:
@@ -88,6 +95,15 @@ class MakesRejects:
 
     def set_ilp_address(self, address: str) -> None:
         self._address = address
+
+    def _too_large(self, amount: int, maximum: int) -> Reject:
+        """``F08`` with both amounts in its data (RFC-0027), in ilp-connector's words."""
+        return Reject(
+            IlpErrorCode.F08_AMOUNT_TOO_LARGE,
+            self._address,
+            f"packet size too large. maxAmount={maximum} actualAmount={amount}",
+            amount_too_large_data(amount, maximum),
+        )
 
 
 def _close(pending: Awaitable[Any]) -> None:
